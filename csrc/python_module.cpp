@@ -1,0 +1,25 @@
+// The Python extension module fusedrnn._C. The kernels are torch ops,
+// registered when this library loads; the module itself only reports how it
+// was built, so Python can say what is available.
+#include <torch/extension.h>
+
+namespace {
+
+pybind11::dict build_info() {
+  pybind11::dict info;
+  info["torch_version"] = TORCH_VERSION;
+#if defined(FUSEDRNN_WITH_CUDA)
+  info["cuda"] = true;
+#else
+  info["cuda"] = false;
+#endif
+  info["cpu_kernels"] = pybind11::make_tuple("lstm_layer");
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fusedrnn's compiled ops library (kernels are torch.ops.fusedrnn)";
+  m.def("build_info", &build_info, "How this extension was built");
+}

@@ -1,0 +1,13 @@
+"""fusedrnn: fused C++/CUDA recurrent layers as drop-in replacements for torch.nn.
+
+    from fusedrnn import LSTM       # instead of torch.nn.LSTM
+
+`fusedrnn.reference` holds the pure-PyTorch implementation that every kernel
+is tested against and that runs inputs no kernel covers yet.
+"""
+from . import _ops, reference
+from ._C import build_info
+from .lstm import LSTM
+
+__all__ = ["LSTM", "build_info", "reference"]
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""Python side of the compiled ops: fake kernels, autograd, layer functions.
+
+The schemas and the CPU kernels live in C++ (csrc/ops/schemas.cpp,
+csrc/cpu/). Here each op gets
+- a fake kernel, which gives output shapes without computing, so that
+  torch.compile and torch.export can trace through the op;
+- its autograd formula, which calls the matching backward op.
+"""
+import torch
+
+from . import _C  # noqa: F401  (loading the library registers the ops)
+
+_ops = torch.ops.fusedrnn
+
+
+@torch.library.register_fake("fusedrnn::lstm_layer_forward")
+def _lstm_layer_forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
+    steps, batch, _ = input.shape
+    hidden = w_hh.shape[1]
+    return (
+        input.new_empty(steps, batch, hidden),
+        h0.new_empty(batch, hidden),
+        c0.new_empty(batch, hidden),
+        input.new_empty(steps, batch, 4 * hidden),
+        input.new_empty(steps, batch, hidden),
+    )
+
+
+@torch.library.register_fake("fusedrnn::lstm_layer_backward")
+def _lstm_layer_backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0,
+                              w_ih, w_hh, output, gates, cells, reverse):
+    return (
+        torch.empty_like(input),
+        torch.empty_like(h0),
+        torch.empty_like(c0),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_hh.new_empty(w_hh.shape[0]),
+    )
+
+
+def _lstm_layer_setup_context(ctx, inputs, output):
+    input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse = inputs
+    y, _, _, gates, cells = output
+    # Saved: the activated gates and cell states of every step plus the
+    # outputs (which are the previous hidden states). The backward recomputes
+    # nothing but tanh(c).
+    ctx.save_for_backward(input, h0, c0, w_ih, w_hh, y, gates, cells)
+    ctx.reverse = reverse
+    ctx.has_bias = b_ih is not None
+    ctx.mark_non_differentiable(gates, cells)
+
+
+def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
+    input, h0, c0, w_ih, w_hh, y, gates, cells = ctx.saved_tensors
+    grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = (
+        _ops.lstm_layer_backward(grad_y, grad_h_n, grad_c_n, input, h0, c0,
+                                 w_ih, w_hh, y, gates, cells, ctx.reverse))
+    grad_b = grad_bias if ctx.has_bias else None
+    return grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b, None
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError(
+        "fusedrnn: double backward through the LSTM kernel is not supported; "
+        "use fusedrnn.reference for higher-order gradients")
+
+
+def _no_double_backward_setup(ctx, inputs, output):
+    pass
+
+
+torch.library.register_autograd(
+    "fusedrnn::lstm_layer_forward", _lstm_layer_backward,
+    setup_context=_lstm_layer_setup_context)
+torch.library.register_autograd(
+    "fusedrnn::lstm_layer_backward", _no_double_backward,
+    setup_context=_no_double_backward_setup)
+
+
+def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
+    """The fused kernel behind the layer interface of `reference.lstm_layer`.
+
+    Covers dense input without projection (see `lstm_kernel_covers`).
+    """
+    h0, c0 = state
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    y, h_n, c_n, _, _ = _ops.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+    return y, (h_n, c_n)
+
+
+# Devices and dtypes with a compiled LSTM kernel.
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64)}
+
+
+def lstm_kernel_covers(x, batch_sizes, proj_size):
+    """Whether the fused kernel computes this input; the reference does the rest."""
+    return (batch_sizes is None and proj_size == 0
+            and x.dtype in _KERNEL_DTYPES.get(x.device.type, ()))

@@ -1,0 +1,45 @@
+"""Cell-agnostic orchestration of a multi-layer, optionally bidirectional RNN.
+
+The per-layer work is delegated to `layer_fn` (the reference LSTM, a fused
+kernel, or a GRU/RNN layer), so this module only handles layer/direction
+bookkeeping, inter-layer dropout and state stacking.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def run_stack(x, hx, layer_weights, layer_fn, *, num_layers, bidirectional, dropout, training,
+              batch_sizes=None):
+    """Run a stack of recurrent layers.
+
+    x: (T, B, I) time-major dense, or packed data (N, I) with batch_sizes.
+    hx: tuple of state tensors each shaped (num_layers * D, B, S_k) (LSTM: (h0, c0); GRU/RNN: (h0,)).
+    layer_weights: list of weight tuples, index layer * D + direction (the tuple is passed to layer_fn unchanged).
+    layer_fn(x, state_tuple, weights, reverse, batch_sizes) -> (y, final_state_tuple).
+    Returns (y, final_hx): y (T, B, D*P) or (N, D*P); final_hx tuple like hx, stacked in layer*D+direction order.
+    """
+    num_directions = 2 if bidirectional else 1
+    finals = []  # one final state tuple per (layer, direction), in layer*D+direction order
+    layer_input = x
+
+    for layer in range(num_layers):
+        if layer > 0:
+            # Dropout acts on every layer's output except the last one, which
+            # is the same as acting on the input of every layer but the first.
+            layer_input = F.dropout(layer_input, dropout, training)
+
+        outputs = []
+        for direction in range(num_directions):
+            index = layer * num_directions + direction
+            state = tuple(s[index] for s in hx)
+            y, final = layer_fn(layer_input, state, layer_weights[index], direction == 1, batch_sizes)
+            outputs.append(y)
+            finals.append(final)
+
+        # Feature dim is last for both dense (T, B, P) and packed (N, P) outputs.
+        layer_input = torch.cat(outputs, dim=-1)
+
+    # Regroup per state kind: finals is [(h, c), (h, c), ...] -> (stack of h, stack of c).
+    final_hx = tuple(torch.stack(kind) for kind in zip(*finals))
+    return layer_input, final_hx
