@@ -29,14 +29,9 @@ def _lstm_layer_forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
 @torch.library.register_fake("fusedrnn::lstm_layer_backward")
 def _lstm_layer_backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0,
                               w_ih, w_hh, output, gates, cells, reverse):
-    return (
-        torch.empty_like(input),
-        torch.empty_like(h0),
-        torch.empty_like(c0),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        w_hh.new_empty(w_hh.shape[0]),
-    )
+    # The kernel returns contiguous gradients whatever the inputs' strides.
+    return tuple(t.new_empty(t.shape) for t in (input, h0, c0, w_ih, w_hh)) + (
+        w_hh.new_empty(w_hh.shape[0]),)
 
 
 def _lstm_layer_setup_context(ctx, inputs, output):

@@ -31,7 +31,8 @@ FUSEDRNN_HOST_DEVICE float exp_activation(float x) {
   return __expf(x);
 #else
   // Clamp so that 2^n stays a normal float: exp(88.3) ~ 2e38, exp(-87.3) ~ 1e-38.
-  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  x = x > -87.3f ? x : -87.3f;
+  x = x < 88.3f ? x : 88.3f;
   // n = round(x / ln2) by the add-and-subtract trick (round to nearest even
   // in the default rounding mode); it vectorises where nearbyint may not.
   const float kRound = 12582912.0f;  // 1.5 * 2^23

@@ -95,12 +95,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_forward(
           gates.view({T, B, 4 * H}), cells};
 }
 
-// A (B, H) buffer the backward updates in place, starting from `grad` or 0.
+// A contiguous (B, H) buffer the backward updates in place, starting from
+// `grad` or 0. (Not *_like: those would copy the strides of `like`.)
 Tensor state_gradient(const std::optional<Tensor>& grad, const Tensor& like) {
-  if (!grad.has_value()) return at::zeros_like(like);
+  if (!grad.has_value()) return at::zeros(like.sizes(), like.options());
   check_same(*grad, like, "final-state gradient");
   check_shape(*grad, like.sizes(), "final-state gradient");
-  return at::empty_like(like).copy_(*grad);
+  return at::empty(like.sizes(), like.options()).copy_(*grad);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_backward(

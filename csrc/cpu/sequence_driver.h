@@ -50,10 +50,15 @@ inline int64_t rows_per_task(int64_t row_elements) {
 
 // Gate math of one step for batch rows [b0, b1). `gates` holds the input
 // projections on entry and the cell's saved values on exit.
+// The buffers never overlap; saying so (__restrict) is what lets the compiler
+// turn the activations' clamps into vector selects and vectorise the loop.
 template <typename Cell, typename T>
 FUSEDRNN_MULTIVERSION void forward_rows(int64_t b0, int64_t b1, int64_t H,
-                                        T* gates, const T* recurrent,
-                                        const T* c_prev, T* c_out, T* h_out) {
+                                        T* __restrict gates,
+                                        const T* __restrict recurrent,
+                                        const T* __restrict c_prev,
+                                        T* __restrict c_out,
+                                        T* __restrict h_out) {
   const int64_t row = Cell::kGates * H;
   for (int64_t b = b0; b < b1; ++b) {
     T* gate_row = gates + b * row;
@@ -67,17 +72,23 @@ FUSEDRNN_MULTIVERSION void forward_rows(int64_t b0, int64_t b1, int64_t H,
 
 // Gate derivatives of one step for batch rows [b0, b1). `dh` holds the
 // gradient reaching h from the next step and is read only; `dc` is updated
-// in place from the gradient at c' to the gradient at c.
-template <typename Cell, typename T>
+// in place from the gradient at c' to the gradient at c. kHasOutputGrad says
+// whether `dy` (the gradient at the layer's output) exists; as a template
+// argument it keeps the test out of the vectorised loop.
+template <typename Cell, bool kHasOutputGrad, typename T>
 FUSEDRNN_MULTIVERSION void backward_rows(int64_t b0, int64_t b1, int64_t H,
-                                         const T* saved, const T* c_prev,
-                                         const T* c_new, const T* dy,
-                                         const T* dh, T* dc, T* dgates) {
+                                         const T* __restrict saved,
+                                         const T* __restrict c_prev,
+                                         const T* __restrict c_new,
+                                         const T* __restrict dy,
+                                         const T* __restrict dh,
+                                         T* __restrict dc,
+                                         T* __restrict dgates) {
   const int64_t row = Cell::kGates * H;
   for (int64_t b = b0; b < b1; ++b) {
     for (int64_t j = 0; j < H; ++j) {
       const int64_t u = b * H + j;
-      const T dh_total = dy == nullptr ? dh[u] : dh[u] + dy[u];
+      const T dh_total = kHasOutputGrad ? dh[u] + dy[u] : dh[u];
       Cell::backward(saved + b * row + j, H, c_prev[u], c_new[u], dh_total,
                      dc[u], dgates + b * row + j, dc[u]);
     }
@@ -125,8 +136,13 @@ void backward_sequence(const SequenceDims& d, const T* w_hh, const T* c0,
     const T* dy_t = dy == nullptr ? nullptr : dy + t * B * H;
     T* dgates_t = dgates + t * B * G * H;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-      backward_rows<Cell>(b0, b1, H, saved_t, c_prev, cells_t, dy_t, dh, dc,
-                          dgates_t);
+      if (dy_t != nullptr) {
+        backward_rows<Cell, true>(b0, b1, H, saved_t, c_prev, cells_t, dy_t,
+                                  dh, dc, dgates_t);
+      } else {
+        backward_rows<Cell, false>(b0, b1, H, saved_t, c_prev, cells_t, dy_t,
+                                   dh, dc, dgates_t);
+      }
     });
     // dh for the step before: the pre-activation gradients through W_hh.
     // The row pass above has consumed dh, so it can be overwritten.
