@@ -14,45 +14,50 @@ _ops = torch.ops.fusedrnn
 
 
 @torch.library.register_fake("fusedrnn::lstm_layer_forward")
-def _lstm_layer_forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
-    steps, batch, _ = input.shape
-    hidden = w_hh.shape[1]
+def _lstm_layer_forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
+                             reverse):
+    hidden, out_size = w_hh.shape[0] // 4, w_hh.shape[1]
+    rows = input.shape[:-1]  # (T, B) dense, (rows,) packed
     return (
-        input.new_empty(steps, batch, hidden),
-        h0.new_empty(batch, hidden),
-        c0.new_empty(batch, hidden),
-        input.new_empty(steps, batch, 4 * hidden),
-        input.new_empty(steps, batch, hidden),
+        input.new_empty(*rows, out_size),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        input.new_empty(*rows, 4 * hidden),
+        input.new_empty(*rows, hidden),
     )
 
 
 @torch.library.register_fake("fusedrnn::lstm_layer_backward")
-def _lstm_layer_backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0,
-                              w_ih, w_hh, output, gates, cells, reverse):
+def _lstm_layer_backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh,
+                              w_hr, batch_sizes, output, gates, cells, reverse):
     # The kernel returns contiguous gradients whatever the inputs' strides.
     return tuple(t.new_empty(t.shape) for t in (input, h0, c0, w_ih, w_hh)) + (
-        w_hh.new_empty(w_hh.shape[0]),)
+        w_hh.new_empty(w_hh.shape[0]),
+        w_hh.new_empty(w_hr.shape if w_hr is not None else (0,)),
+    )
 
 
 def _lstm_layer_setup_context(ctx, inputs, output):
-    input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse = inputs
+    input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse = inputs
     y, _, _, gates, cells = output
     # Saved: the activated gates and cell states of every step plus the
-    # outputs (which are the previous hidden states). The backward recomputes
-    # nothing but tanh(c).
-    ctx.save_for_backward(input, h0, c0, w_ih, w_hh, y, gates, cells)
+    # outputs (which are the next steps' previous hidden states). The
+    # backward recomputes only tanh(c).
+    ctx.save_for_backward(input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, gates, cells)
     ctx.reverse = reverse
     ctx.has_bias = b_ih is not None
     ctx.mark_non_differentiable(gates, cells)
 
 
 def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
-    input, h0, c0, w_ih, w_hh, y, gates, cells = ctx.saved_tensors
-    grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = (
-        _ops.lstm_layer_backward(grad_y, grad_h_n, grad_c_n, input, h0, c0,
-                                 w_ih, w_hh, y, gates, cells, ctx.reverse))
+    input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, gates, cells = ctx.saved_tensors
+    grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr = (
+        _ops.lstm_layer_backward(grad_y, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh,
+                                 w_hr, batch_sizes, y, gates, cells, ctx.reverse))
     grad_b = grad_bias if ctx.has_bias else None
-    return grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b, None
+    grad_w_hr = grad_w_hr if w_hr is not None else None
+    return (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b, grad_w_hr,
+            None, None)
 
 
 def _no_double_backward(ctx, *grads):
@@ -76,11 +81,12 @@ torch.library.register_autograd(
 def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
     """The fused kernel behind the layer interface of `reference.lstm_layer`.
 
-    Covers dense input without projection (see `lstm_kernel_covers`).
+    Covers the devices and dtypes of `lstm_kernel_covers`.
     """
     h0, c0 = state
-    w_ih, w_hh, b_ih, b_hh, _ = weights
-    y, h_n, c_n, _, _ = _ops.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+    w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    y, h_n, c_n, _, _ = _ops.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                                                batch_sizes, reverse)
     return y, (h_n, c_n)
 
 
@@ -88,7 +94,6 @@ def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
 _KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64)}
 
 
-def lstm_kernel_covers(x, batch_sizes, proj_size):
-    """Whether the fused kernel computes this input; the reference does the rest."""
-    return (batch_sizes is None and proj_size == 0
-            and x.dtype in _KERNEL_DTYPES.get(x.device.type, ()))
+def lstm_kernel_covers(x):
+    """Whether a fused kernel computes this input; the reference does the rest."""
+    return x.dtype in _KERNEL_DTYPES.get(x.device.type, ())

@@ -107,7 +107,7 @@ class LSTM(nn.RNNBase):
         return groups
 
     def _run(self, x, hx, batch_sizes):
-        covered = _ops.lstm_kernel_covers(x, batch_sizes, self.proj_size)
+        covered = _ops.lstm_kernel_covers(x)
         return run_stack(
             x, hx, self._layer_weights(),
             _ops.lstm_layer if covered else reference.lstm_layer,

@@ -3,52 +3,51 @@ import pytest
 import torch
 
 import fusedrnn
+from op_inputs import lstm_layer_args
+
+VARIANTS = [dict(), dict(bias=False), dict(proj=2), dict(packed=True),
+            dict(packed=True, proj=2, B=4)]
+VARIANT_IDS = ["dense", "nobias", "proj", "packed", "packed-proj"]
 
 
-def _op_inputs(bias, T=4, B=3, I=2, H=3):
-    double = dict(dtype=torch.float64, requires_grad=True)
-    return (torch.randn(T, B, I, **double), torch.randn(B, H, **double),
-            torch.randn(B, H, **double), torch.randn(4 * H, I, **double),
-            torch.randn(4 * H, H, **double),
-            torch.randn(4 * H, **double) if bias else None,
-            torch.randn(4 * H, **double) if bias else None)
-
-
-@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_op_gradcheck(reverse, bias):
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_op_gradcheck(variant, reverse):
     torch.manual_seed(0)
-    inputs = _op_inputs(bias)
+    args = lstm_layer_args(**variant)
+    *tensors, batch_sizes = args
 
-    def layer(*args):
-        y, h_n, c_n, _, _ = torch.ops.fusedrnn.lstm_layer_forward(*args, reverse)
+    def layer(*tensors):
+        y, h_n, c_n, _, _ = torch.ops.fusedrnn.lstm_layer_forward(*tensors, batch_sizes, reverse)
         return y, h_n, c_n
 
-    assert torch.autograd.gradcheck(layer, inputs)
+    assert torch.autograd.gradcheck(layer, tuple(tensors))
 
 
-def test_op_gradcheck_only_final_state():
+@pytest.mark.parametrize("packed", [False, True])
+def test_op_gradcheck_only_final_state(packed):
     """Backward with no gradient reaching the outputs (many-to-one models)."""
     torch.manual_seed(0)
-    inputs = _op_inputs(True)
+    *tensors, batch_sizes = lstm_layer_args(packed=packed)
 
-    def last_hidden(*args):
-        return torch.ops.fusedrnn.lstm_layer_forward(*args, False)[1]
+    def last_hidden(*tensors):
+        return torch.ops.fusedrnn.lstm_layer_forward(*tensors, batch_sizes, False)[1]
 
-    assert torch.autograd.gradcheck(last_hidden, inputs)
+    assert torch.autograd.gradcheck(last_hidden, tuple(tensors))
 
 
+@pytest.mark.parametrize("proj_size", [0, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_module_gradcheck(bidirectional, batch_first):
+def test_module_gradcheck(batch_first, bidirectional, proj_size):
     torch.manual_seed(0)
     lstm = fusedrnn.LSTM(2, 3, num_layers=2, bidirectional=bidirectional,
-                         batch_first=batch_first, dtype=torch.float64)
+                         batch_first=batch_first, proj_size=proj_size, dtype=torch.float64)
     D = 2 if bidirectional else 1
+    batch = 2 if batch_first else 3
     x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2 * D, 2 if batch_first else 3, 3, dtype=torch.float64,
-                     requires_grad=True)
-    c0 = torch.randn_like(h0, requires_grad=True)
+    h0 = torch.randn(2 * D, batch, proj_size or 3, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(2 * D, batch, 3, dtype=torch.float64, requires_grad=True)
     params = tuple(lstm.parameters())
     names = [name for name, _ in lstm.named_parameters()]
 
@@ -62,8 +61,8 @@ def test_module_gradcheck(bidirectional, batch_first):
 
 def test_double_backward_is_a_clear_error():
     torch.manual_seed(0)
-    inputs = _op_inputs(True)
-    y = torch.ops.fusedrnn.lstm_layer_forward(*inputs, False)[0]
-    (grad_x,) = torch.autograd.grad(y.sum(), inputs[0], create_graph=True)
+    *tensors, batch_sizes = lstm_layer_args()
+    y = torch.ops.fusedrnn.lstm_layer_forward(*tensors, batch_sizes, False)[0]
+    (grad_x,) = torch.autograd.grad(y.sum(), tensors[0], create_graph=True)
     with pytest.raises(RuntimeError, match="double backward"):
         grad_x.sum().backward()

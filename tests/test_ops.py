@@ -4,37 +4,35 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedrnn
+from op_inputs import lstm_layer_args
 
-
-def _forward_args(dtype=torch.float32, T=3, B=2, I=4, H=5, bias=True, requires_grad=True):
-    make = dict(dtype=dtype, requires_grad=requires_grad)
-    return [torch.randn(T, B, I, **make), torch.randn(B, H, **make),
-            torch.randn(B, H, **make), torch.randn(4 * H, I, **make),
-            torch.randn(4 * H, H, **make),
-            torch.randn(4 * H, **make) if bias else None,
-            torch.randn(4 * H, **make) if bias else None]
+VARIANTS = [dict(), dict(bias=False), dict(proj=2), dict(packed=True),
+            dict(packed=True, proj=2, B=4)]
+VARIANT_IDS = ["dense", "nobias", "proj", "packed", "packed-proj"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_opcheck_forward(reverse, bias, dtype):
+def test_opcheck_forward(reverse, variant, dtype):
     torch.manual_seed(0)
     torch.library.opcheck(torch.ops.fusedrnn.lstm_layer_forward.default,
-                          (*_forward_args(dtype, bias=bias), reverse))
+                          (*lstm_layer_args(dtype, **variant), reverse))
 
 
 @pytest.mark.parametrize("with_output_grad", [True, False])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_opcheck_backward(reverse, with_output_grad):
+def test_opcheck_backward(reverse, variant, with_output_grad):
     torch.manual_seed(0)
-    args = _forward_args(requires_grad=False)
+    args = lstm_layer_args(**variant, requires_grad=False)
     y, h_n, c_n, gates, cells = torch.ops.fusedrnn.lstm_layer_forward(*args, reverse)
     grads = (torch.randn_like(y) if with_output_grad else None,
              torch.randn_like(h_n), torch.randn_like(c_n))
-    x, h0, c0, w_ih, w_hh = args[:5]
+    x, h0, c0, w_ih, w_hh, _, _, w_hr, batch_sizes = args
     torch.library.opcheck(torch.ops.fusedrnn.lstm_layer_backward.default,
-                          (*grads, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse))
+                          (*grads, x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, gates, cells,
+                           reverse))
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -66,9 +64,20 @@ def test_module_runs_the_fused_op(dtype):
     assert "aten.sigmoid" not in names and "aten.tanh" not in names
 
 
-def test_uncovered_inputs_use_the_reference():
-    lstm = fusedrnn.LSTM(4, 5, proj_size=2)
-    names = _ops_run(lstm, torch.randn(3, 2, 4, requires_grad=True))
+@pytest.mark.parametrize("proj_size", [0, 2])
+def test_packed_and_projected_inputs_run_the_fused_op(proj_size):
+    lstm = fusedrnn.LSTM(4, 5, proj_size=proj_size, bidirectional=True)
+    x = torch.nn.utils.rnn.pack_sequence([torch.randn(3, 4), torch.randn(2, 4)])
+    with _OpRecorder() as recorder:
+        output, _ = lstm(x)
+        output.data.sum().backward()
+    assert recorder.names.count("fusedrnn.lstm_layer_forward") == 2
+    assert "aten.sigmoid" not in recorder.names
+
+
+def test_uncovered_dtypes_use_the_reference():
+    lstm = fusedrnn.LSTM(4, 5, dtype=torch.bfloat16)
+    names = _ops_run(lstm, torch.randn(3, 2, 4, dtype=torch.bfloat16, requires_grad=True))
     assert "fusedrnn.lstm_layer_forward" not in names
     assert "aten.sigmoid" in names
 
@@ -77,7 +86,10 @@ def test_uncovered_inputs_use_the_reference():
     (1, torch.randn(3, 5), "expected h0 of size"),
     (2, torch.randn(2, 6), "expected c0 of size"),
     (3, torch.randn(20, 3), "expected w_ih of size"),
-    (4, torch.randn(20, 4), r"expected w_hh of size \(4H, H\)"),
+    (4, torch.randn(20, 4), r"expected w_hh of size \(4H, H\) without a projection"),
+    (4, torch.randn(19, 5), r"expected w_hh of size \(4H, P\)"),
+    (7, torch.randn(5, 4), "expected w_hr of size"),
+    (8, torch.tensor([2, 1, 1]), "expected a 2-D packed input"),
     (5, torch.randn(19), "expected b_ih of size"),
     (1, torch.randn(2, 5, dtype=torch.float64), "h0 has dtype"),
     (0, torch.randn(3, 2, 4).half(), "supports float32 and float64"),
@@ -85,14 +97,26 @@ def test_uncovered_inputs_use_the_reference():
     (0, torch.randn(0, 2, 4), "Expected sequence length to be larger than 0"),
 ])
 def test_kernel_rejects_bad_arguments(index, bad, message):
-    args = _forward_args(requires_grad=False)
+    args = list(lstm_layer_args(torch.float32, T=3, B=2, I=4, H=5, requires_grad=False))
     args[index] = bad
     with pytest.raises(RuntimeError, match=message):
         torch.ops.fusedrnn.lstm_layer_forward(*args, False)
 
 
+@pytest.mark.parametrize("batch_sizes,message", [
+    (torch.tensor([2, 1, 1]), "batch_sizes sum to 4 but the packed input has 5 rows"),
+    (torch.tensor([1, 2, 1]), "positive and non-increasing"),
+    (torch.tensor([2.0, 1.0, 1.0]), "1-D int64 CPU tensor"),
+])
+def test_kernel_rejects_bad_batch_sizes(batch_sizes, message):
+    args = list(lstm_layer_args(torch.float32, T=3, B=2, packed=True, requires_grad=False))
+    args[8] = batch_sizes
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.fusedrnn.lstm_layer_forward(*args, False)
+
+
 def test_kernel_rejects_one_bias():
-    args = _forward_args(requires_grad=False)
+    args = list(lstm_layer_args(torch.float32, requires_grad=False))
     args[6] = None
     with pytest.raises(RuntimeError, match="both biases or neither"):
         torch.ops.fusedrnn.lstm_layer_forward(*args, False)

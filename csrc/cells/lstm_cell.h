@@ -18,6 +18,18 @@ struct LstmCell {
   // The cell carries a second state (c) besides the output h.
   static constexpr bool kHasCellState = true;
 
+  // h before any projection: o * tanh(c). The backward recomputes it from
+  // the saved o and c for the projection's weight gradient.
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static T hidden(T o, T c) {
+    return o * tanh_activation(c);
+  }
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static T hidden_from_saved(const T* saved,
+                                                  int64_t stride, T c) {
+    return hidden(saved[3 * stride], c);
+  }
+
   // Forward for one unit. Writes the activated gates to `saved` (what the
   // backward needs) and returns the new cell and hidden values.
   template <typename T>
@@ -29,7 +41,7 @@ struct LstmCell {
     const T g = tanh_activation(pre_x[2 * stride] + pre_h[2 * stride]);
     const T o = sigmoid(pre_x[3 * stride] + pre_h[3 * stride]);
     c_new = f * c_prev + i * g;
-    h_new = o * tanh_activation(c_new);
+    h_new = hidden(o, c_new);
     saved[0] = i;
     saved[stride] = f;
     saved[2 * stride] = g;

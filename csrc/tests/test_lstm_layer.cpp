@@ -24,13 +24,18 @@ namespace {
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
 
+// The ops' C++ signatures (see csrc/ops/schemas.cpp). These tests run dense
+// input without projection: w_hr and batch_sizes are always nullopt.
 using ForwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-    const OptTensor&, const OptTensor&, bool);
-using BackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-    const Tensor&, const Tensor&, bool);
+    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+    bool);
+using BackwardFn =
+    std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+        const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
+        const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+        const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
+        const Tensor&, bool);
 
 constexpr int64_t kT = 5, kB = 3, kI = 4, kH = 6;
 
@@ -205,7 +210,8 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
   Tensor output, h_n, c_n, gates, cells;
   run_check("forward " + label, [&](bool& ok) {
     std::tie(output, h_n, c_n, gates, cells) = ops.forward.call(
-        p.input, p.h0, p.c0, p.w_ih, p.w_hh, b_ih, b_hh, reverse);
+        p.input, p.h0, p.c0, p.w_ih, p.w_hh, b_ih, b_hh, std::nullopt,
+        std::nullopt, reverse);
     at::NoGradGuard no_grad;
     const ReferenceResult ref = reference_lstm(
         p.input, p.h0, p.c0, p.w_ih, p.w_hh, b_ih, b_hh, reverse);
@@ -222,10 +228,10 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
 
   run_check("backward " + label, [&](bool& ok) {
     const auto [grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
-                grad_bias] =
+                grad_bias, grad_w_hr] =
         ops.backward.call(p.grad_output, p.grad_h_n, p.grad_c_n, p.input,
-                          p.h0, p.c0, p.w_ih, p.w_hh, output, gates, cells,
-                          reverse);
+                          p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt,
+                          std::nullopt, output, gates, cells, reverse);
 
     // Autograd through the reference. Without biases the op still returns
     // grad_bias (the gradient a bias would get), so the reference then uses
@@ -256,10 +262,12 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
   run_check("backward " + label + ", only grad_output given", [&](bool& ok) {
     const auto none = ops.backward.call(
         p.grad_output, std::nullopt, std::nullopt, p.input, p.h0, p.c0,
-        p.w_ih, p.w_hh, output, gates, cells, reverse);
+        p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates, cells,
+        reverse);
     const auto zeros = ops.backward.call(
         p.grad_output, at::zeros_like(p.h0), at::zeros_like(p.c0), p.input,
-        p.h0, p.c0, p.w_ih, p.w_hh, output, gates, cells, reverse);
+        p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates,
+        cells, reverse);
     Comparisons cmp{tol};
     cmp.add("grad_input", std::get<0>(none), std::get<0>(zeros));
     cmp.add("grad_h0", std::get<1>(none), std::get<1>(zeros));
@@ -283,7 +291,7 @@ void check_empty_sequence(const Ops& ops) {
         "Expected sequence length to be larger than 0";
     try {
       ops.forward.call(input, h0, c0, w_ih, w_hh, std::nullopt, std::nullopt,
-                       false);
+                       std::nullopt, std::nullopt, false);
     } catch (const c10::Error& e) {
       const std::string msg = e.what_without_backtrace();
       ok = msg.find(expected) != std::string::npos;

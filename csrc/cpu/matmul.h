@@ -1,0 +1,41 @@
+// Matrix multiplies of the CPU time loops, on raw pointers.
+//
+// Every step multiplies a block of rows by the same weight matrix (W_hh, or
+// W_hr with projections), T times per layer. So the weight side is prepared
+// once per call (`RightOperand`) and each step only streams its rows
+// through `multiply`. No tensors are built and nothing is dispatched inside
+// the loop. Today `multiply` calls the BLAS that libtorch_cpu links (MKL on
+// x86); a faster kernel plugs in behind this interface.
+#pragma once
+
+#include <cstdint>
+
+namespace fusedrnn::cpu {
+
+// op(W) for a row-major weight W of size (rows, cols): W itself (K = rows,
+// N = cols) or W^T (K = cols, N = rows). Borrows W, which must outlive it.
+template <typename T>
+class RightOperand {
+ public:
+  RightOperand(const T* w, int64_t rows, int64_t cols, bool transpose)
+      : w_(w), rows_(rows), cols_(cols), transpose_(transpose) {}
+
+  int64_t k() const { return transpose_ ? cols_ : rows_; }
+  int64_t n() const { return transpose_ ? rows_ : cols_; }
+
+ private:
+  template <typename U>
+  friend void multiply(int64_t, const U*, int64_t, const RightOperand<U>&,
+                       U, U*, int64_t);
+  const T* w_;
+  int64_t rows_, cols_;
+  bool transpose_;
+};
+
+// C (m x N) = A (m x K) op(W) + beta C, row-major with leading dimensions
+// lda and ldc. Defined for float and double.
+template <typename T>
+void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
+              T beta, T* c, int64_t ldc);
+
+}  // namespace fusedrnn::cpu
