@@ -77,6 +77,12 @@ torch.library.register_autograd(
     "fusedrnn::lstm_layer_backward", _no_double_backward,
     setup_context=_no_double_backward_setup)
 
+# Under CPU autocast the kernels compute in float32 (with autocast off
+# inside, so their own multiplies stay float32); the module then casts its
+# results to the autocast dtype, as nn.LSTM returns them.
+for _name in ("fusedrnn::lstm_layer_forward", "fusedrnn::lstm_layer_backward"):
+    torch.library.register_autocast(_name, "cpu", torch.float32)
+
 
 def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
     """The fused kernel behind the layer interface of `reference.lstm_layer`.

@@ -108,8 +108,13 @@ class LSTM(nn.RNNBase):
 
     def _run(self, x, hx, batch_sizes):
         covered = _ops.lstm_kernel_covers(x)
-        return run_stack(
+        output, hidden = run_stack(
             x, hx, self._layer_weights(),
             _ops.lstm_layer if covered else reference.lstm_layer,
             num_layers=self.num_layers, bidirectional=self.bidirectional,
             dropout=self.dropout, training=self.training, batch_sizes=batch_sizes)
+        if torch.is_autocast_enabled(x.device.type):
+            # nn.LSTM returns the autocast dtype; the kernels computed in fp32.
+            dtype = torch.get_autocast_dtype(x.device.type)
+            output, hidden = output.to(dtype), tuple(state.to(dtype) for state in hidden)
+        return output, hidden

@@ -175,3 +175,67 @@ def test_dropout_only_in_training():
     assert not torch.allclose(first, second)  # a fresh mask every call
     torch.manual_seed(1)
     torch.testing.assert_close(ours(x)[0], second, atol=0, rtol=0)  # seeded: same mask
+
+
+def test_deepcopy_and_whole_module_save_load(tmp_path):
+    import copy
+
+    torch.manual_seed(0)
+    lstm = fusedrnn.LSTM(4, 5, 2, bidirectional=True)
+    x = torch.randn(3, 2, 4)
+    expected = lstm(x)[0]
+    clone = copy.deepcopy(lstm)
+    assert clone.weight_ih_l0 is not lstm.weight_ih_l0
+    torch.testing.assert_close(clone(x)[0], expected, atol=0, rtol=0)
+    torch.save(lstm, tmp_path / "lstm.pt")
+    loaded = torch.load(tmp_path / "lstm.pt", weights_only=False)
+    assert type(loaded) is fusedrnn.LSTM
+    torch.testing.assert_close(loaded(x)[0], expected, atol=0, rtol=0)
+
+
+def test_dtype_moves_like_nn():
+    torch.manual_seed(0)
+    theirs, ours = twin_lstms(4, 5, 2, dtype=torch.float32)
+    x = torch.randn(3, 2, 4)
+    ours.double(), theirs.double()
+    assert all(p.dtype == torch.float64 for p in ours.parameters())
+    torch.testing.assert_close(ours(x.double())[0], theirs(x.double())[0])
+    ours.to(torch.float32), theirs.to(torch.float32)
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0], atol=1e-5, rtol=1e-5)
+    ours.half()
+    assert ours(x.half())[0].dtype == torch.float16  # the reference runs float16
+
+
+def test_functional_call_computes_with_swapped_weights():
+    torch.manual_seed(0)
+    lstm = fusedrnn.LSTM(4, 5)
+    x = torch.randn(3, 2, 4)
+    zeros = {name: torch.zeros_like(p) for name, p in lstm.named_parameters()}
+    output, (h_n, c_n) = torch.func.functional_call(lstm, zeros, (x,))
+    assert torch.count_nonzero(output) == 0 and torch.count_nonzero(c_n) == 0
+    assert torch.count_nonzero(lstm(x)[0]) > 0
+
+
+def test_reset_parameters_and_all_weights_like_nn():
+    ours = fusedrnn.LSTM(4, 16, 2, proj_size=3)
+    bound = 1 / 16 ** 0.5
+    ours.reset_parameters()
+    for p in ours.parameters():
+        assert p.abs().max() <= bound
+    theirs = nn.LSTM(4, 16, 2, proj_size=3)
+    assert [[w.shape for w in layer] for layer in ours.all_weights] == \
+           [[w.shape for w in layer] for layer in theirs.all_weights]
+
+
+def test_autocast_output_dtype_like_nn():
+    torch.manual_seed(0)
+    theirs, ours = twin_lstms(4, 5, 2, dtype=torch.float32)
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = theirs(x)
+        actual = ours(x)
+    for a, e in zip((actual[0], *actual[1]), (expected[0], *expected[1])):
+        assert a.dtype == e.dtype == torch.bfloat16
+        torch.testing.assert_close(a, e, atol=2e-2, rtol=2e-2)
+    actual[0].float().sum().backward()
+    assert x.grad is not None and ours.weight_hh_l1.grad.dtype == torch.float32

@@ -1,0 +1,59 @@
+"""Swap torch.nn recurrent layers for their fused twins, and back.
+
+The twin shares the very Parameter objects of the module it replaces, so
+an optimizer built before the swap keeps updating the live weights, and
+nothing is copied or re-initialised.
+"""
+import warnings
+
+from torch import nn
+
+from .lstm import LSTM
+
+# nn class -> fused class; GRU and RNN join when their kernels exist.
+_FUSED_TWIN = {nn.LSTM: LSTM}
+_NN_TWIN = {fused: original for original, fused in _FUSED_TWIN.items()}
+
+
+def convert(model):
+    """Replace every nn.LSTM in `model` (or `model` itself) by fusedrnn.LSTM.
+
+    Returns the converted model: the same object, modified in place, unless
+    `model` is itself an nn.LSTM. Training mode, device, dtype and parameters
+    are kept; a model with nothing to convert comes back unchanged.
+    """
+    return _swap(model, _FUSED_TWIN)
+
+
+def revert(model):
+    """The inverse of `convert`: fusedrnn layers back to torch.nn ones, e.g.
+    for tools that only know torch.nn (ONNX export, TorchScript)."""
+    return _swap(model, _NN_TWIN)
+
+
+def _swap(module, twins):
+    twin_class = twins.get(type(module))
+    if twin_class is not None:
+        return _twin(module, twin_class)
+    for name, child in module.named_children():
+        replacement = _swap(child, twins)
+        if replacement is not child:
+            setattr(module, name, replacement)
+    return module
+
+
+def _twin(module, twin_class):
+    """A `twin_class` layer with `module`'s configuration and Parameters."""
+    with warnings.catch_warnings():
+        # The constructor repeats the dropout warning the original gave.
+        warnings.simplefilter("ignore", UserWarning)
+        # Built on the meta device: its own weights are discarded at once.
+        twin = twin_class(module.input_size, module.hidden_size, module.num_layers,
+                          bias=module.bias, batch_first=module.batch_first,
+                          dropout=module.dropout, bidirectional=module.bidirectional,
+                          proj_size=module.proj_size, device="meta")
+    for name in module._flat_weights_names:
+        setattr(twin, name, getattr(module, name))
+    twin._init_flat_weights()
+    twin.train(module.training)
+    return twin
