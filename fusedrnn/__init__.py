@@ -1,6 +1,6 @@
 """fusedrnn: fused C++/CUDA recurrent layers as drop-in replacements for torch.nn.
 
-    from fusedrnn import LSTM       # instead of torch.nn.LSTM
+    from fusedrnn import LSTM       # instead of torch.nn.LSTM (likewise GRU, RNN)
     model = fusedrnn.convert(model) # or swap every nn.LSTM of a model
 
 `fusedrnn.reference` holds the pure-PyTorch implementation that every kernel
@@ -9,7 +9,7 @@ is tested against and that runs inputs no kernel covers yet.
 from . import _ops, reference
 from ._C import build_info
 from .convert import convert, revert
-from .lstm import LSTM
+from .modules import GRU, LSTM, RNN
 
-__all__ = ["LSTM", "build_info", "convert", "reference", "revert"]
+__all__ = ["GRU", "LSTM", "RNN", "build_info", "convert", "reference", "revert"]
 __version__ = "0.1.0"

@@ -6,6 +6,8 @@ csrc/cpu/). Here each op gets
   torch.compile and torch.export can trace through the op;
 - its autograd formula, which calls the matching backward op.
 """
+import functools
+
 import torch
 
 from . import _C  # noqa: F401  (loading the library registers the ops)
@@ -62,7 +64,7 @@ def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_gates, _grad_cel
 
 def _no_double_backward(ctx, *grads):
     raise RuntimeError(
-        "fusedrnn: double backward through the LSTM kernel is not supported; "
+        "fusedrnn: double backward through the recurrent kernels is not supported; "
         "use fusedrnn.reference for higher-order gradients")
 
 
@@ -77,18 +79,65 @@ torch.library.register_autograd(
     "fusedrnn::lstm_layer_backward", _no_double_backward,
     setup_context=_no_double_backward_setup)
 
+
+
+# GRU and Elman RNN ops: the same shape as the LSTM ops without c and
+# projection, so one registration serves both. Their trailing flags are
+# (reverse,) for the GRU and (relu, reverse) for the RNN.
+def _register_single_state_op(name, saved_per_unit):
+    forward_op = getattr(_ops, f"{name}_layer_forward")
+    backward_op = getattr(_ops, f"{name}_layer_backward")
+
+    @torch.library.register_fake(f"fusedrnn::{name}_layer_forward")
+    def _forward_fake(input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, *flags):
+        hidden = w_hh.shape[1]
+        rows = input.shape[:-1]
+        return (input.new_empty(*rows, hidden), h0.new_empty(h0.shape),
+                input.new_empty(*rows, saved_per_unit * hidden))
+
+    @torch.library.register_fake(f"fusedrnn::{name}_layer_backward")
+    def _backward_fake(grad_output, grad_h_n, input, h0, w_ih, w_hh, batch_sizes, output,
+                       saved, *flags):
+        biases = 2 if name == "gru" else 1  # the RNN's two biases share one gradient
+        return tuple(t.new_empty(t.shape) for t in (input, h0, w_ih, w_hh)) + tuple(
+            w_hh.new_empty(w_hh.shape[0]) for _ in range(biases))
+
+    def setup_context(ctx, inputs, output):
+        input, h0, w_ih, w_hh, b_ih, _, batch_sizes, *flags = inputs
+        y, _, saved = output
+        ctx.save_for_backward(input, h0, w_ih, w_hh, batch_sizes, y, saved)
+        ctx.flags = flags
+        ctx.has_bias = b_ih is not None
+        ctx.mark_non_differentiable(saved)
+
+    def backward(ctx, grad_y, grad_h_n, _grad_saved):
+        input, h0, w_ih, w_hh, batch_sizes, y, saved = ctx.saved_tensors
+        grads = backward_op(grad_y, grad_h_n, input, h0, w_ih, w_hh, batch_sizes, y, saved,
+                            *ctx.flags)
+        grad_b_ih, grad_b_hh = (grads[4], grads[-1]) if ctx.has_bias else (None, None)
+        return (*grads[:4], grad_b_ih, grad_b_hh, None) + (None,) * len(ctx.flags)
+
+    torch.library.register_autograd(f"fusedrnn::{name}_layer_forward", backward,
+                                    setup_context=setup_context)
+    torch.library.register_autograd(f"fusedrnn::{name}_layer_backward", _no_double_backward,
+                                    setup_context=_no_double_backward_setup)
+    return forward_op
+
+
+_gru_forward = _register_single_state_op("gru", saved_per_unit=4)
+_rnn_forward = _register_single_state_op("rnn", saved_per_unit=1)
+
 # Under CPU autocast the kernels compute in float32 (with autocast off
-# inside, so their own multiplies stay float32); the module then casts its
-# results to the autocast dtype, as nn.LSTM returns them.
-for _name in ("fusedrnn::lstm_layer_forward", "fusedrnn::lstm_layer_backward"):
-    torch.library.register_autocast(_name, "cpu", torch.float32)
+# inside, so their own multiplies stay float32); the modules then cast their
+# results to the autocast dtype, as torch.nn returns them.
+for _cell in ("lstm", "gru", "rnn"):
+    for _direction in ("forward", "backward"):
+        torch.library.register_autocast(f"fusedrnn::{_cell}_layer_{_direction}", "cpu",
+                                        torch.float32)
 
 
 def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
-    """The fused kernel behind the layer interface of `reference.lstm_layer`.
-
-    Covers the devices and dtypes of `lstm_kernel_covers`.
-    """
+    """The fused LSTM kernel behind the layer interface of `reference.lstm_layer`."""
     h0, c0 = state
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     y, h_n, c_n, _, _ = _ops.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
@@ -96,10 +145,26 @@ def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
     return y, (h_n, c_n)
 
 
-# Devices and dtypes with a compiled LSTM kernel.
+def gru_layer(x, state, weights, reverse=False, batch_sizes=None):
+    """The fused GRU kernel behind the layer interface of `reference.gru_layer`."""
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    y, h_n, _ = _gru_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+    return y, (h_n,)
+
+
+def _rnn_layer(relu, x, state, weights, reverse=False, batch_sizes=None):
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    y, h_n, _ = _rnn_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, relu, reverse)
+    return y, (h_n,)
+
+
+rnn_tanh_layer = functools.partial(_rnn_layer, False)
+rnn_relu_layer = functools.partial(_rnn_layer, True)
+
+# Devices and dtypes with compiled kernels (the same for every cell).
 _KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64)}
 
 
-def lstm_kernel_covers(x):
+def kernel_covers(x):
     """Whether a fused kernel computes this input; the reference does the rest."""
     return x.dtype in _KERNEL_DTYPES.get(x.device.type, ())

@@ -8,18 +8,19 @@ import warnings
 
 from torch import nn
 
-from .lstm import LSTM
+from .modules import GRU, LSTM, RNN
 
-# nn class -> fused class; GRU and RNN join when their kernels exist.
-_FUSED_TWIN = {nn.LSTM: LSTM}
+# nn class -> fused class.
+_FUSED_TWIN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
 _NN_TWIN = {fused: original for original, fused in _FUSED_TWIN.items()}
 
 
 def convert(model):
-    """Replace every nn.LSTM in `model` (or `model` itself) by fusedrnn.LSTM.
+    """Replace every nn.LSTM, nn.GRU and nn.RNN in `model` (or `model` itself)
+    by its fusedrnn twin.
 
     Returns the converted model: the same object, modified in place, unless
-    `model` is itself an nn.LSTM. Training mode, device, dtype and parameters
+    `model` is itself one of those layers. Training mode, device, dtype and parameters
     are kept; a model with nothing to convert comes back unchanged.
     """
     return _swap(model, _FUSED_TWIN)
@@ -44,14 +45,17 @@ def _swap(module, twins):
 
 def _twin(module, twin_class):
     """A `twin_class` layer with `module`'s configuration and Parameters."""
+    kwargs = dict(bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+                  bidirectional=module.bidirectional, device="meta")
+    if module.mode == "LSTM":
+        kwargs["proj_size"] = module.proj_size
+    if module.mode.startswith("RNN"):
+        kwargs["nonlinearity"] = module.nonlinearity
     with warnings.catch_warnings():
         # The constructor repeats the dropout warning the original gave.
         warnings.simplefilter("ignore", UserWarning)
         # Built on the meta device: its own weights are discarded at once.
-        twin = twin_class(module.input_size, module.hidden_size, module.num_layers,
-                          bias=module.bias, batch_first=module.batch_first,
-                          dropout=module.dropout, bidirectional=module.bidirectional,
-                          proj_size=module.proj_size, device="meta")
+        twin = twin_class(module.input_size, module.hidden_size, module.num_layers, **kwargs)
     for name in module._flat_weights_names:
         setattr(twin, name, getattr(module, name))
     twin._init_flat_weights()

@@ -1,61 +1,90 @@
-"""Readable pure-PyTorch LSTM oracle.
+"""Readable pure-PyTorch recurrent layers: the oracle and the fallback.
 
-Every fused kernel in this package is tested against `lstm_layer`, so this
+Every fused kernel in this package is tested against these functions, and
+they run whatever no kernel covers (devices and dtypes without one). So this
 file favours clarity over speed: one explicit Python loop over time steps,
 built only from differentiable torch ops, so autograd supplies the reference
 gradients and any dtype/device works.
+
+A layer function runs one layer in one direction:
+    layer(x, state, weights, reverse=False, batch_sizes=None) -> (y, final_state)
+x: (T, B, I) time-major dense input, or packed data (N, I) when batch_sizes
+is given; state: a tuple of (B, S) tensors, h first ((h, c) for the LSTM);
+weights: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
 """
+import functools
 
 import torch
 
 
-def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
-    """Run one LSTM layer in one direction.
-
-    x: (T, B, I) time-major dense input, or packed data (N, I) when batch_sizes is given.
-    state: tuple (h0, c0) with h0 (B, P) and c0 (B, H).
-    weights: tuple (w_ih, w_hh, b_ih, b_hh, w_hr); b_ih/b_hh are None without bias, w_hr None without projection.
-    Returns (y, (h_n, c_n)): y (T, B, P) dense or (N, P) packed.
-    """
+def lstm_cell(x_t, state, weights):
+    """One LSTM step for a batch of rows: returns (h', c')."""
     h, c = state
+    i, f, g, o = _gate_inputs(x_t, h, weights, 4)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c_next = f * c + i * g
+    h_next = o * torch.tanh(c_next)
+    w_hr = weights[4]
+    if w_hr is not None:
+        # Projection maps the hidden size H down to P; c stays at size H.
+        h_next = h_next @ w_hr.T
+    return h_next, c_next
+
+
+def gru_cell(x_t, state, weights):
+    """One GRU step: returns (h',). b_hn stays inside r * (W_hn h + b_hn)."""
+    (h,) = state
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    x_r, x_z, x_n = _affine(x_t, w_ih, b_ih).chunk(3, dim=1)
+    h_r, h_z, h_n = _affine(h, w_hh, b_hh).chunk(3, dim=1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return ((1 - z) * n + z * h,)
+
+
+def rnn_cell(x_t, state, weights, nonlinearity):
+    """One Elman RNN step: returns (h',) with h' = tanh or relu of the sum."""
+    (h,) = state
+    (pre,) = _gate_inputs(x_t, h, weights, 1)
+    return (torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre),)
+
+
+def recurrent_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
+    """Run `cell` over the steps of one layer in one direction."""
     steps = _split_steps(x, batch_sizes)
     order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
-
     outputs = [None] * len(steps)
     for t in order:
         x_t = steps[t]
         live = x_t.shape[0]
         # Only the first `live` sequences have a step t. The rest keep their
         # state: finished sequences (forward) keep their final state, and
-        # not-yet-started ones (reverse) keep h0/c0 until their last step.
-        h_t, c_t = lstm_cell(x_t, h[:live], c[:live], weights)
-        h = torch.cat([h_t, h[live:]])
-        c = torch.cat([c_t, c[live:]])
-        outputs[t] = h_t
-
+        # not-yet-started ones (reverse) keep the initial state.
+        new_state = cell(x_t, tuple(s[:live] for s in state), weights)
+        state = tuple(torch.cat([new, old[live:]]) for new, old in zip(new_state, state))
+        outputs[t] = new_state[0]
     y = torch.stack(outputs) if batch_sizes is None else torch.cat(outputs)
-    return y, (h, c)
+    return y, state
 
 
-def lstm_cell(x_t, h, c, weights):
-    """One LSTM step for a batch of rows: returns (h', c')."""
-    w_ih, w_hh, b_ih, b_hh, w_hr = weights
-    gates = x_t @ w_ih.T + h @ w_hh.T
-    if b_ih is not None:
-        gates = gates + b_ih
-    if b_hh is not None:
-        gates = gates + b_hh
+lstm_layer = functools.partial(recurrent_layer, lstm_cell)
+gru_layer = functools.partial(recurrent_layer, gru_cell)
+rnn_tanh_layer = functools.partial(recurrent_layer,
+                                   functools.partial(rnn_cell, nonlinearity="tanh"))
+rnn_relu_layer = functools.partial(recurrent_layer,
+                                   functools.partial(rnn_cell, nonlinearity="relu"))
 
-    # Gate blocks are stacked along dim 0 of the weights in the order i, f, g, o.
-    i, f, g, o = gates.chunk(4, dim=1)
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
 
-    c_next = f * c + i * g
-    h_next = o * torch.tanh(c_next)
-    if w_hr is not None:
-        # Projection maps the hidden size H down to P; c stays at size H.
-        h_next = h_next @ w_hr.T
-    return h_next, c_next
+def _affine(x, weight, bias):
+    return x @ weight.T if bias is None else x @ weight.T + bias
+
+
+def _gate_inputs(x_t, h, weights, gates):
+    """The pre-activations W_ih x + b_ih + W_hh h + b_hh, split per gate
+    (gate blocks are stacked along dim 0 of the weights)."""
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    return (_affine(x_t, w_ih, b_ih) + _affine(h, w_hh, b_hh)).chunk(gates, dim=1)
 
 
 def _split_steps(x, batch_sizes):

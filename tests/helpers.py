@@ -1,39 +1,60 @@
-"""Shared helpers for the LSTM tests: twin modules, random inputs, grads."""
+"""Shared helpers for the module tests: twin modules, random inputs, grads."""
 import torch
 from torch import nn
 
 import fusedrnn
 
+# mode -> (nn class, fusedrnn class, constructor kwargs)
+CELLS = {
+    "LSTM": (nn.LSTM, fusedrnn.LSTM, {}),
+    "GRU": (nn.GRU, fusedrnn.GRU, {}),
+    "RNN_TANH": (nn.RNN, fusedrnn.RNN, {"nonlinearity": "tanh"}),
+    "RNN_RELU": (nn.RNN, fusedrnn.RNN, {"nonlinearity": "relu"}),
+}
 
-def twin_lstms(*args, dtype=torch.float64, **kwargs):
-    """An nn.LSTM and a fusedrnn.LSTM with the same fresh random weights."""
-    ours = fusedrnn.LSTM(*args, dtype=dtype, **kwargs)
-    theirs = nn.LSTM(*args, dtype=dtype, **kwargs)
+
+def twin_modules(mode, *args, dtype=torch.float64, **kwargs):
+    """An nn module and its fusedrnn twin with the same fresh random weights."""
+    nn_class, fused_class, cell_kwargs = CELLS[mode]
+    ours = fused_class(*args, dtype=dtype, **cell_kwargs, **kwargs)
+    theirs = nn_class(*args, dtype=dtype, **cell_kwargs, **kwargs)
     theirs.load_state_dict(ours.state_dict())
     return theirs, ours
 
 
-def random_hx(lstm, batch, dtype=torch.float64, unbatched=False):
-    """Random (h0, c0) of the shapes `lstm` expects."""
-    layers = lstm.num_layers * (2 if lstm.bidirectional else 1)
-    out_size = lstm.proj_size or lstm.hidden_size
-    shape_h, shape_c = (layers, batch, out_size), (layers, batch, lstm.hidden_size)
-    if unbatched:
-        shape_h, shape_c = (layers, out_size), (layers, lstm.hidden_size)
-    return (torch.randn(shape_h, dtype=dtype), torch.randn(shape_c, dtype=dtype))
+def twin_lstms(*args, dtype=torch.float64, **kwargs):
+    return twin_modules("LSTM", *args, dtype=dtype, **kwargs)
+
+
+def random_hx(module, batch, dtype=torch.float64, unbatched=False):
+    """Random initial states of the shapes `module` expects: (h0, c0) for an
+    LSTM, h0 for the others."""
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    leading = (layers,) if unbatched else (layers, batch)
+    h0 = torch.randn(*leading, module.proj_size or module.hidden_size, dtype=dtype)
+    if module.mode != "LSTM":
+        return h0
+    return h0, torch.randn(*leading, module.hidden_size, dtype=dtype)
+
+
+def _states(hx):
+    return list(hx) if isinstance(hx, tuple) else [hx]
 
 
 def run_and_grad(module, x, hx=None):
     """Forward, then gradients of a random weighting of every output with
     respect to the input, hx and every parameter. The weighting comes from a
-    fixed seed so that two twins get the same one."""
-    leaves = [x] + ([] if hx is None else list(hx))
+    fixed seed so that two twins get the same one. Returns (outputs, grads)
+    with outputs = (output, *final states)."""
+    leaves = [x] + ([] if hx is None else _states(hx))
     leaves = [t.detach().clone().requires_grad_(True) for t in leaves]
-    x_in = leaves[0]
-    hx_in = None if hx is None else tuple(leaves[1:])
-    output, (h_n, c_n) = module(x_in, hx_in)
+    hx_in = None
+    if hx is not None:
+        hx_in = tuple(leaves[1:]) if isinstance(hx, tuple) else leaves[1]
+    output, final = module(leaves[0], hx_in)
+    outputs = (output, *_states(final))
     generator = torch.Generator().manual_seed(1234)
     loss = sum((t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum()
-               for t in (output, h_n, c_n))
+               for t in outputs)
     grads = torch.autograd.grad(loss, leaves + list(module.parameters()))
-    return (output, h_n, c_n), grads
+    return outputs, grads

@@ -60,3 +60,14 @@ def test_revert_round_trip():
     assert type(model[1]) is nn.LSTM
     assert [id(p) for p in model.parameters()] == params
     model(torch.randn(2, 5, 3))  # the reverted nn.LSTM runs
+
+
+def test_convert_gru_and_rnn():
+    model = nn.ModuleDict({"gru": nn.GRU(3, 4), "rnn": nn.RNN(3, 4, 2, "relu", bias=False)})
+    x = torch.randn(5, 2, 3)
+    expected = [model["gru"](x)[0], model["rnn"](x)[0]]
+    fusedrnn.convert(model)
+    assert type(model["gru"]) is fusedrnn.GRU and type(model["rnn"]) is fusedrnn.RNN
+    assert model["rnn"].nonlinearity == "relu" and not model["rnn"].bias
+    for actual, e in zip([model["gru"](x)[0], model["rnn"](x)[0]], expected):
+        torch.testing.assert_close(actual, e, atol=1e-5, rtol=1e-5)

@@ -92,7 +92,7 @@ def test_uncovered_dtypes_use_the_reference():
     (8, torch.tensor([2, 1, 1]), "expected a 2-D packed input"),
     (5, torch.randn(19), "expected b_ih of size"),
     (1, torch.randn(2, 5, dtype=torch.float64), "h0 has dtype"),
-    (0, torch.randn(3, 2, 4).half(), "supports float32 and float64"),
+    (0, torch.randn(3, 2, 4).half(), "support float32 and float64"),
     (0, torch.randn(2, 4), "3-D time-major input"),
     (0, torch.randn(0, 2, 4), "Expected sequence length to be larger than 0"),
 ])

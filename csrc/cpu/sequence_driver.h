@@ -11,8 +11,8 @@
 //
 // Buffers are row-major with the rows of all steps one after another:
 // gates (rows, G*H), outputs (rows, P), cell states (rows, H); P is the
-// projection size, or H without one. A cell contributes kGates and its
-// per-unit math (see cells/).
+// projection size, or H without one. A cell contributes its gate count and
+// its per-unit math (cells/README.md); everything else is shared.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -49,66 +49,112 @@ const T* previous_row(int64_t b, int64_t continuing, const T* previous_step,
   return (b < continuing ? previous_step : initial) + b * width;
 }
 
+// Where one step's rows are. Pointers a cell does not use are null:
+// c (no cell state), saved (saved in place of the gates), h_prev (the cell
+// does not read it). Row b of the previous state comes from
+// previous_row(b, continuing, *_previous_step, *0, width).
+template <typename T>
+struct StepRows {
+  int64_t continuing;
+  const T* h_previous_step;  // (.., P)
+  const T* h0;               // (B, P)
+  const T* c_previous_step;  // (.., H)
+  const T* c0;               // (B, H)
+  const T* c;                // (live, H): this step's cell state (backward)
+};
+
 // Gate math of one step for rows [b0, b1). `gates` holds the input
-// projections on entry and the cell's saved values on exit. The buffers
+// projections on entry; the cell's saved values go to `saved`, or in place
+// of the gates when it saves as many values as it has gates. The buffers
 // never overlap; saying so (__restrict) is what lets the compiler turn the
 // activations' clamps into vector selects and vectorise the unit loop.
 template <typename Cell, typename T>
 FUSEDRNN_MULTIVERSION void forward_rows(
-    int64_t b0, int64_t b1, int64_t H, int64_t continuing,
-    T* __restrict gates, const T* __restrict recurrent,
-    const T* __restrict c_previous_step, const T* __restrict c0,
-    T* __restrict c_out, T* __restrict h_out) {
-  const int64_t row = Cell::kGates * H;
+    int64_t b0, int64_t b1, int64_t H, int64_t P, const StepRows<T>& rows,
+    T* __restrict gates, T* __restrict saved, const T* __restrict recurrent,
+    const T* __restrict bias_h, T* __restrict c_out, T* __restrict h_out) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   for (int64_t b = b0; b < b1; ++b) {
-    T* __restrict gate_row = gates + b * row;
-    const T* __restrict rec_row = recurrent + b * row;
-    const T* __restrict c_prev =
-        previous_row(b, continuing, c_previous_step, c0, H);
-    T* __restrict c_row = c_out + b * H;
+    T* __restrict gate_row = gates + b * G * H;
+    const T* __restrict rec_row = recurrent + b * G * H;
     T* __restrict h_row = h_out + b * H;
+    const T* __restrict h_prev = nullptr;
+    if constexpr (Cell::kReadsPreviousHidden) {
+      h_prev = previous_row(b, rows.continuing, rows.h_previous_step, rows.h0, P);
+    }
+    const T* __restrict c_prev = nullptr;
+    T* __restrict c_row = nullptr;
+    if constexpr (Cell::kHasCellState) {
+      c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
+      c_row = c_out + b * H;
+    }
     for (int64_t j = 0; j < H; ++j) {
-      Cell::forward(gate_row + j, rec_row + j, H, c_prev[j], gate_row + j,
-                    c_row[j], h_row[j]);
+      T c_new = T(0);
+      T* saved_unit;
+      if constexpr (S == G) {
+        saved_unit = gate_row + j;
+      } else {
+        saved_unit = saved + b * S * H + j;
+      }
+      Cell::forward(gate_row + j, rec_row + j, bias_h + j, H,
+                    Cell::kReadsPreviousHidden ? h_prev[j] : T(0),
+                    Cell::kHasCellState ? c_prev[j] : T(0), saved_unit,
+                    h_row[j], c_new);
+      if constexpr (Cell::kHasCellState) c_row[j] = c_new;
     }
   }
 }
 
-// Gate derivatives of one step for rows [b0, b1). `dh` (the gradient
-// reaching the unprojected h) is read only; `dc` is updated in place from
-// the gradient at c' to the gradient at c. kHasOutputGrad says whether `dy`
-// is added to dh; as a template argument it keeps the test out of the loop.
+// Gate derivatives of one step for rows [b0, b1). On entry `dh` holds the
+// gradient at h' (plus `dy` when kHasOutputGrad: as a template argument the
+// test stays out of the loop); on exit h's own share of the gradient at the
+// previous h, for cells that read h (the share through W_hh is added by the
+// caller). `dc` goes from the gradient at c' to the one at c.
 template <typename Cell, bool kHasOutputGrad, typename T>
 FUSEDRNN_MULTIVERSION void backward_rows(
-    int64_t b0, int64_t b1, int64_t H, int64_t continuing,
-    const T* __restrict saved, const T* __restrict c_previous_step,
-    const T* __restrict c0, const T* __restrict c_new,
-    const T* __restrict dy, const T* __restrict dh, T* __restrict dc,
-    T* __restrict dgates) {
-  const int64_t row = Cell::kGates * H;
+    int64_t b0, int64_t b1, int64_t H, int64_t P, const StepRows<T>& rows,
+    const T* __restrict saved, const T* __restrict dy, T* __restrict dh,
+    T* __restrict dc, T* __restrict dgates_x, T* __restrict dgates_h) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   for (int64_t b = b0; b < b1; ++b) {
-    const T* __restrict c_prev =
-        previous_row(b, continuing, c_previous_step, c0, H);
+    const T* __restrict h_prev = nullptr;
+    if constexpr (Cell::kReadsPreviousHidden) {
+      h_prev = previous_row(b, rows.continuing, rows.h_previous_step, rows.h0, P);
+    }
+    const T* __restrict c_prev = nullptr;
+    if constexpr (Cell::kHasCellState) {
+      c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
+    }
     for (int64_t j = 0; j < H; ++j) {
       const int64_t u = b * H + j;
       const T dh_total = kHasOutputGrad ? dh[u] + dy[u] : dh[u];
-      Cell::backward(saved + b * row + j, H, c_prev[j], c_new[u], dh_total,
-                     dc[u], dgates + b * row + j, dc[u]);
+      T dh_prev = T(0), dc_prev = T(0);
+      Cell::backward(saved + b * S * H + j, H,
+                     Cell::kReadsPreviousHidden ? h_prev[j] : T(0),
+                     Cell::kHasCellState ? c_prev[j] : T(0),
+                     Cell::kHasCellState ? rows.c[u] : T(0), dh_total,
+                     Cell::kHasCellState ? dc[u] : T(0), dgates_x + b * G * H + j,
+                     Cell::kSplitRecurrentGrad ? dgates_h + b * G * H + j : nullptr,
+                     dh_prev, dc_prev);
+      if constexpr (Cell::kReadsPreviousHidden) dh[u] = dh_prev;
+      if constexpr (Cell::kHasCellState) dc[u] = dc_prev;
     }
   }
 }
 
 template <typename T>
 struct ForwardBuffers {
-  const T* h0;     // (B, P)
-  const T* c0;     // (B, H)
-  T* gates;        // (rows, G*H): input projections in, saved values out
-  T* output;       // (rows, P)
-  T* cells;        // (rows, H)
-  T* h_n;          // (B, P): each sequence's state after its last step
-  T* c_n;          // (B, H)
-  T* recurrent;    // (B, G*H) scratch
-  T* unprojected;  // (B, H) scratch, with a projection only
+  const T* h0;      // (B, P)
+  const T* c0;      // (B, H), cells with a cell state only
+  const T* bias_h;  // (G*H): b_hh, zeros without bias
+  T* gates;         // (rows, G*H): input projections (with b_ih) in
+  T* saved;         // (rows, S*H): the saved values; == gates when S == G
+  T* output;        // (rows, P)
+  T* cells;         // (rows, H), cells with a cell state only
+  T* h_n;           // (B, P): each sequence's state after its last step
+  T* c_n;           // (B, H), cells with a cell state only
+  T* recurrent;     // (B, G*H) scratch
+  T* unprojected;   // (B, H) scratch, with a projection only
 };
 
 // Forward time loop. `w_hh` is op(W_hh) = W_hh^T (P -> G*H); `w_hr`, when
@@ -118,26 +164,29 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                       const RightOperand<T>& w_hh,
                       const RightOperand<T>* w_hr,
                       const ForwardBuffers<T>& buf) {
-  const int64_t G = Cell::kGates;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t grain = rows_per_task(G * H);
   for (int64_t s = 0; s < layout.steps(); ++s) {
     const int64_t t = layout.step(s), live = layout.live(t);
     const int64_t row0 = layout.offset(t);
-    const int64_t continuing = layout.continuing(s);
     const int64_t prev_row0 = s > 0 ? layout.offset(layout.step(s - 1)) : 0;
-    const T* h_prev = buf.output + prev_row0 * P;
-    const T* c_prev = buf.cells + prev_row0 * H;
+    const StepRows<T> rows{layout.continuing(s), buf.output + prev_row0 * P,
+                           buf.h0,
+                           buf.cells ? buf.cells + prev_row0 * H : nullptr,
+                           buf.c0, nullptr};
 
-    multiply(continuing, h_prev, P, w_hh, T(0), buf.recurrent, G * H);
-    multiply(live - continuing, buf.h0 + continuing * P, P, w_hh, T(0),
-             buf.recurrent + continuing * G * H, G * H);
+    multiply(rows.continuing, rows.h_previous_step, P, w_hh, T(0),
+             buf.recurrent, G * H);
+    multiply(live - rows.continuing, buf.h0 + rows.continuing * P, P, w_hh,
+             T(0), buf.recurrent + rows.continuing * G * H, G * H);
     T* gates_t = buf.gates + row0 * G * H;
-    T* cells_t = buf.cells + row0 * H;
+    T* saved_t = buf.saved + row0 * S * H;
+    T* cells_t = buf.cells ? buf.cells + row0 * H : nullptr;
     T* output_t = buf.output + row0 * P;
     T* h_out = w_hr != nullptr ? buf.unprojected : output_t;
     at::parallel_for(0, live, grain, [&](int64_t b0, int64_t b1) {
-      forward_rows<Cell>(b0, b1, H, continuing, gates_t, buf.recurrent,
-                         c_prev, buf.c0, cells_t, h_out);
+      forward_rows<Cell>(b0, b1, H, P, rows, gates_t, saved_t, buf.recurrent,
+                         buf.bias_h, cells_t, h_out);
     });
     if (w_hr != nullptr) {
       multiply(live, buf.unprojected, H, *w_hr, T(0), output_t, P);
@@ -146,20 +195,25 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
     const int64_t ending = layout.live_after(s);
     if (ending < live) {
       std::copy(output_t + ending * P, output_t + live * P, buf.h_n + ending * P);
-      std::copy(cells_t + ending * H, cells_t + live * H, buf.c_n + ending * H);
+      if (cells_t != nullptr) {
+        std::copy(cells_t + ending * H, cells_t + live * H, buf.c_n + ending * H);
+      }
     }
   }
 }
 
 template <typename T>
 struct BackwardBuffers {
-  const T* c0;           // (B, H)
-  const T* saved;        // (rows, G*H): the forward's saved gate values
-  const T* cells;        // (rows, H)
+  const T* h0;           // (B, P)
+  const T* c0;           // (B, H), cells with a cell state only
+  const T* output;       // (rows, P): the forward's outputs
+  const T* saved;        // (rows, S*H): the forward's saved values
+  const T* cells;        // (rows, H), cells with a cell state only
   const T* output_grad;  // (rows, P), or null when no gradient reached it
   T* dh;                 // (B, P): gradient at h_n in, at h0 out
-  T* dc;                 // (B, H): gradient at c_n in, at c0 out
-  T* dgates;             // (rows, G*H): pre-activation gradients out
+  T* dc;                 // (B, H): gradient at c_n in, at c0 out (or null)
+  T* dgates_x;           // (rows, G*H): input pre-activation gradients out
+  T* dgates_h;           // (rows, G*H): recurrent ones, == dgates_x unless split
   T* dprojected;         // (rows, P): projection only, gradient at each output
   T* dunprojected;       // (B, H) scratch, projection only
 };
@@ -171,17 +225,19 @@ void backward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                        const RightOperand<T>& w_hh,
                        const RightOperand<T>* w_hr,
                        const BackwardBuffers<T>& buf) {
-  const int64_t G = Cell::kGates;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t grain = rows_per_task(G * H);
   for (int64_t s = layout.steps() - 1; s >= 0; --s) {
     const int64_t t = layout.step(s), live = layout.live(t);
     const int64_t row0 = layout.offset(t);
-    const int64_t continuing = layout.continuing(s);
     const int64_t prev_row0 = s > 0 ? layout.offset(layout.step(s - 1)) : 0;
-    const T* c_prev = buf.cells + prev_row0 * H;
+    const StepRows<T> rows{
+        layout.continuing(s), buf.output + prev_row0 * P, buf.h0,
+        buf.cells ? buf.cells + prev_row0 * H : nullptr, buf.c0,
+        buf.cells ? buf.cells + row0 * H : nullptr};
     const T* dy = buf.output_grad == nullptr ? nullptr
                                              : buf.output_grad + row0 * P;
-    const T* dh = buf.dh;
+    T* dh = buf.dh;
     if (w_hr != nullptr) {
       // The gradient at the projected output, kept for W_hr's gradient,
       // then carried back through W_hr to the unprojected h.
@@ -193,21 +249,23 @@ void backward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
       dh = buf.dunprojected;
       dy = nullptr;
     }
-    const T* saved_t = buf.saved + row0 * G * H;
-    const T* cells_t = buf.cells + row0 * H;
-    T* dgates_t = buf.dgates + row0 * G * H;
+    const T* saved_t = buf.saved + row0 * S * H;
+    T* dgates_x = buf.dgates_x + row0 * G * H;
+    T* dgates_h = buf.dgates_h + row0 * G * H;
     at::parallel_for(0, live, grain, [&](int64_t b0, int64_t b1) {
       if (dy != nullptr) {
-        backward_rows<Cell, true>(b0, b1, H, continuing, saved_t, c_prev,
-                                  buf.c0, cells_t, dy, dh, buf.dc, dgates_t);
+        backward_rows<Cell, true>(b0, b1, H, P, rows, saved_t, dy, dh, buf.dc,
+                                  dgates_x, dgates_h);
       } else {
-        backward_rows<Cell, false>(b0, b1, H, continuing, saved_t, c_prev,
-                                   buf.c0, cells_t, dy, dh, buf.dc, dgates_t);
+        backward_rows<Cell, false>(b0, b1, H, P, rows, saved_t, dy, dh, buf.dc,
+                                   dgates_x, dgates_h);
       }
     });
-    // The gradient at the previous h of the live rows, through W_hh. Rows
-    // that started from the initial state keep theirs: it is dh0.
-    multiply(live, dgates_t, G * H, w_hh, T(0), buf.dh, P);
+    // The gradient at the previous h of the live rows through W_hh, added
+    // to h's own share where the cell has one. Rows that started from the
+    // initial state keep theirs: it is the gradient at h0.
+    multiply(live, dgates_h, G * H, w_hh,
+             Cell::kReadsPreviousHidden ? T(1) : T(0), buf.dh, P);
   }
 }
 
@@ -234,12 +292,12 @@ void gather_previous_outputs(const SequenceLayout& layout, int64_t P,
 template <typename Cell, typename T>
 void recompute_unprojected(int64_t rows, int64_t H, const T* saved,
                            const T* cells, T* unprojected) {
-  const int64_t G = Cell::kGates;
+  constexpr int64_t S = Cell::kSaved;
   at::parallel_for(0, rows, rows_per_task(H), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       for (int64_t j = 0; j < H; ++j) {
         unprojected[r * H + j] =
-            Cell::hidden_from_saved(saved + r * G * H + j, H, cells[r * H + j]);
+            Cell::hidden_from_saved(saved + r * S * H + j, H, cells[r * H + j]);
       }
     }
   });

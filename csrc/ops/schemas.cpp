@@ -28,4 +28,31 @@ TORCH_LIBRARY(fusedrnn, m) {
       "Tensor gates, Tensor cells, bool reverse) -> (Tensor grad_input, "
       "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, "
       "Tensor grad_bias, Tensor grad_w_hr)");
+
+  // One GRU layer in one direction: as the LSTM ops without c and
+  // projection; gates (r, z, n). `saved` (.., 4H) holds r, z, n and the
+  // recurrent part of n. b_ih and b_hh get different gradients.
+  m.def(
+      "gru_layer_forward(Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor? b_ih, Tensor? b_hh, Tensor? batch_sizes, bool reverse) -> "
+      "(Tensor output, Tensor h_n, Tensor saved)");
+  m.def(
+      "gru_layer_backward(Tensor? grad_output, Tensor? grad_h_n, "
+      "Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor? batch_sizes, Tensor output, Tensor saved, bool reverse) -> "
+      "(Tensor grad_input, Tensor grad_h0, Tensor grad_w_ih, "
+      "Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)");
+
+  // One Elman RNN layer in one direction, h' = tanh or relu (relu=True) of
+  // the two projections plus biases. `saved` (.., H) holds h'.
+  m.def(
+      "rnn_layer_forward(Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor? b_ih, Tensor? b_hh, Tensor? batch_sizes, bool relu, "
+      "bool reverse) -> (Tensor output, Tensor h_n, Tensor saved)");
+  m.def(
+      "rnn_layer_backward(Tensor? grad_output, Tensor? grad_h_n, "
+      "Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor? batch_sizes, Tensor output, Tensor saved, bool relu, "
+      "bool reverse) -> (Tensor grad_input, Tensor grad_h0, "
+      "Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_bias)");
 }

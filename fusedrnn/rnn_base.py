@@ -1,0 +1,120 @@
+"""The machinery shared by fusedrnn.LSTM, GRU and RNN.
+
+They subclass nn.RNNBase (not nn.LSTM & co.) so that they inherit the
+constructor checks, parameters, state_dict layout and helpers of torch.nn,
+while torch.compile treats them as ordinary modules (dynamo refuses nn.LSTM,
+nn.GRU and nn.RNN instances unless `allow_rnn` is set). Python does the
+orchestration (validation, layouts, layers, directions, dropout); each
+(layer, direction) runs in a fused kernel when one covers the input, else in
+the reference implementation.
+"""
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import _ops
+from .stack import run_stack
+
+
+class FusedRNNBase(nn.RNNBase):
+    """Subclasses set the two layer functions and the error texts of their nn twin."""
+
+    # (x, state, weights, reverse, batch_sizes) -> (y, final_state); see reference.py.
+    _kernel_layer = None
+    _reference_layer = None
+    # Starts torch.nn's "Expected input to be 2D or 3D" error.
+    _input_error = "{}: Expected input to be 2D or 3D, got {}D instead"
+
+    # ---- states: a tuple, h first; LSTM overrides these for (h, c) ----
+    def _state_sizes(self):
+        return (self.hidden_size,)
+
+    def _states(self, hx):
+        return (hx,)
+
+    def _hx(self, states):
+        return states[0]
+
+    def _check_state_dims(self, states, dim):
+        (h,) = states
+        if h.dim() != dim:
+            kind = "batched 3-D" if dim == 3 else "unbatched 2-D"
+            raise RuntimeError(f"For {kind} input, hx should also be {dim}-D "
+                               f"but got {h.dim()}-D tensor")
+
+    # ---- forward ----
+    def forward(self, input, hx=None):
+        if isinstance(input, PackedSequence):
+            data, batch_sizes, sorted_indices, unsorted_indices = input
+            states = self._initial_states(data, int(batch_sizes[0]), hx, batched=True)
+            self.check_forward_args(data, self._hx(states), batch_sizes)
+            states = tuple(s.index_select(1, sorted_indices) if sorted_indices is not None
+                           else s for s in states)
+            output, final = self._run(data, states, batch_sizes)
+            if unsorted_indices is not None:
+                final = tuple(s.index_select(1, unsorted_indices) for s in final)
+            return (PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices),
+                    self._hx(final))
+
+        if input.dim() not in (2, 3):
+            raise ValueError(self._input_error.format(self._error_name(), input.dim()))
+        batched = input.dim() == 3
+        batch_dim = 0 if self.batch_first else 1
+        if not batched:
+            input = input.unsqueeze(batch_dim)
+        states = self._initial_states(input, input.size(batch_dim), hx, batched)
+        self.check_forward_args(input, self._hx(states), None)
+        if input.size(1 - batch_dim) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+
+        # The kernels and the stack work time-major.
+        time_major = input.transpose(0, 1) if self.batch_first else input
+        output, final = self._run(time_major, states, None)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if not batched:
+            output = output.squeeze(batch_dim)
+            final = tuple(s.squeeze(1) for s in final)
+        return output, self._hx(final)
+
+    def _error_name(self):
+        return self.mode.split("_")[0]  # LSTM, GRU, RNN
+
+    def _initial_states(self, input, batch, hx, batched):
+        """The states as 3-D tensors: zeros when hx is not given."""
+        if hx is None:
+            layers = self.num_layers * (2 if self.bidirectional else 1)
+            return tuple(torch.zeros(layers, batch, size, dtype=input.dtype, device=input.device)
+                         for size in self._state_sizes())
+        states = self._states(hx)
+        self._check_state_dims(states, 3 if batched else 2)
+        return states if batched else tuple(s.unsqueeze(1) for s in states)
+
+    def _layer_weights(self):
+        """Per (layer, direction): (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
+
+        Read through getattr on every call so that torch.func.functional_call
+        and swapped parameters take effect.
+        """
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        per_layer = 2 + 2 * self.bias + (self.proj_size > 0)
+        groups = []
+        for start in range(0, len(weights), per_layer):
+            group = weights[start:start + per_layer]
+            w_ih, w_hh = group[:2]
+            b_ih, b_hh = group[2:4] if self.bias else (None, None)
+            w_hr = group[-1] if self.proj_size > 0 else None
+            groups.append((w_ih, w_hh, b_ih, b_hh, w_hr))
+        return groups
+
+    def _run(self, x, states, batch_sizes):
+        layer = self._kernel_layer if _ops.kernel_covers(x) else self._reference_layer
+        output, final = run_stack(
+            x, states, self._layer_weights(), layer,
+            num_layers=self.num_layers, bidirectional=self.bidirectional,
+            dropout=self.dropout, training=self.training, batch_sizes=batch_sizes)
+        if torch.is_autocast_enabled(x.device.type):
+            # torch.nn returns the autocast dtype; the kernels computed in fp32.
+            dtype = torch.get_autocast_dtype(x.device.type)
+            output, final = output.to(dtype), tuple(s.to(dtype) for s in final)
+        return output, final
