@@ -8,8 +8,10 @@ is tested against and that runs inputs no kernel covers yet.
 """
 from . import _ops, reference
 from ._C import build_info
+from .cells import GRUCell, LSTMCell, RNNCell
 from .convert import convert, revert
 from .modules import GRU, LSTM, RNN
 
-__all__ = ["GRU", "LSTM", "RNN", "build_info", "convert", "reference", "revert"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "build_info", "convert",
+           "reference", "revert"]
 __version__ = "0.1.0"

@@ -8,10 +8,12 @@ import warnings
 
 from torch import nn
 
+from .cells import GRUCell, LSTMCell, RNNCell
 from .modules import GRU, LSTM, RNN
 
 # nn class -> fused class.
-_FUSED_TWIN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN}
+_FUSED_TWIN = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN,
+               nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell, nn.RNNCell: RNNCell}
 _NN_TWIN = {fused: original for original, fused in _FUSED_TWIN.items()}
 
 
@@ -45,6 +47,8 @@ def _swap(module, twins):
 
 def _twin(module, twin_class):
     """A `twin_class` layer with `module`'s configuration and Parameters."""
+    if isinstance(module, nn.RNNCellBase):
+        return _cell_twin(module, twin_class)
     kwargs = dict(bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
                   bidirectional=module.bidirectional, device="meta")
     if module.mode == "LSTM":
@@ -60,4 +64,16 @@ def _twin(module, twin_class):
         setattr(twin, name, getattr(module, name))
     twin._init_flat_weights()
     twin.train(module.training)
+    return twin
+
+
+def _cell_twin(cell, twin_class):
+    """A `twin_class` cell sharing `cell`'s Parameters."""
+    kwargs = dict(bias=cell.bias, device="meta")
+    if isinstance(cell, nn.RNNCell):
+        kwargs["nonlinearity"] = cell.nonlinearity
+    twin = twin_class(cell.input_size, cell.hidden_size, **kwargs)
+    for name, parameter in cell.named_parameters(recurse=False):
+        setattr(twin, name, parameter)
+    twin.train(cell.training)
     return twin

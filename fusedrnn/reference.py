@@ -68,12 +68,12 @@ def recurrent_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
     return y, state
 
 
+rnn_tanh_cell = functools.partial(rnn_cell, nonlinearity="tanh")
+rnn_relu_cell = functools.partial(rnn_cell, nonlinearity="relu")
 lstm_layer = functools.partial(recurrent_layer, lstm_cell)
 gru_layer = functools.partial(recurrent_layer, gru_cell)
-rnn_tanh_layer = functools.partial(recurrent_layer,
-                                   functools.partial(rnn_cell, nonlinearity="tanh"))
-rnn_relu_layer = functools.partial(recurrent_layer,
-                                   functools.partial(rnn_cell, nonlinearity="relu"))
+rnn_tanh_layer = functools.partial(recurrent_layer, rnn_tanh_cell)
+rnn_relu_layer = functools.partial(recurrent_layer, rnn_relu_cell)
 
 
 def _affine(x, weight, bias):

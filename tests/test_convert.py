@@ -71,3 +71,14 @@ def test_convert_gru_and_rnn():
     assert model["rnn"].nonlinearity == "relu" and not model["rnn"].bias
     for actual, e in zip([model["gru"](x)[0], model["rnn"](x)[0]], expected):
         torch.testing.assert_close(actual, e, atol=1e-5, rtol=1e-5)
+
+
+def test_convert_cells():
+    model = nn.ModuleList([nn.LSTMCell(3, 4), nn.GRUCell(3, 4), nn.RNNCell(3, 4, nonlinearity="relu")])
+    params = [id(p) for p in model.parameters()]
+    fusedrnn.convert(model)
+    assert [type(m) for m in model] == [fusedrnn.LSTMCell, fusedrnn.GRUCell, fusedrnn.RNNCell]
+    assert model[2].nonlinearity == "relu"
+    assert [id(p) for p in model.parameters()] == params
+    fusedrnn.revert(model)
+    assert [type(m) for m in model] == [nn.LSTMCell, nn.GRUCell, nn.RNNCell]

@@ -1,0 +1,85 @@
+"""fusedrnn.LSTMCell, GRUCell and RNNCell: one-step drop-ins for the nn cells.
+
+For decoding loops that call one step at a time from Python. Each step runs
+the layer kernel with a single time step, so the gates are fused exactly as
+in the sequence layers. They subclass their nn twins, inheriting the
+constructor, parameters and initialisation.
+"""
+import torch
+from torch import nn
+
+from . import _ops, reference
+
+
+def _check_step(input, states, input_size, hidden_size):
+    """torch.nn's own checks of one cell step, with its messages."""
+    if input.size(1) != input_size:
+        raise RuntimeError(
+            f"input has inconsistent input_size: got {input.size(1)} expected {input_size}")
+    for index, state in enumerate(states):
+        if state.size(0) != input.size(0):
+            raise RuntimeError(f"Input batch size {input.size(0)} doesn't match hidden{index} "
+                               f"batch size {state.size(0)}")
+        if state.size(1) != hidden_size:
+            raise RuntimeError(f"hidden{index} has inconsistent hidden_size: "
+                               f"got {state.size(1)}, expected {hidden_size}")
+
+
+def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
+    """One step of `cell`: batching, default state, checks, then the kernel
+    (or the reference where no kernel covers the input)."""
+    if input.dim() not in (1, 2):
+        raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+    states = None if hx is None else (tuple(hx) if state_count == 2 else (hx,))
+    if states is not None:
+        for index, state in enumerate(states):
+            if state.dim() not in (1, 2):
+                what = f"hx[{index}]" if state_count == 2 else "hidden"
+                raise ValueError(f"{name}: Expected {what} to be 1D or 2D, "
+                                 f"got {state.dim()}D instead")
+    batched = input.dim() == 2
+    if not batched:
+        input = input.unsqueeze(0)
+    if states is None:
+        zeros = torch.zeros(input.size(0), cell.hidden_size, dtype=input.dtype,
+                            device=input.device)
+        states = (zeros,) * state_count
+    elif not batched:
+        states = tuple(state.unsqueeze(0) for state in states)
+    _check_step(input, states, cell.input_size, cell.hidden_size)
+
+    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, None)
+    if _ops.kernel_covers(input):
+        _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
+    else:
+        new_states = reference_cell(input, states, weights)
+    if torch.is_autocast_enabled(input.device.type):
+        dtype = torch.get_autocast_dtype(input.device.type)
+        new_states = tuple(state.to(dtype) for state in new_states)
+    if not batched:
+        new_states = tuple(state.squeeze(0) for state in new_states)
+    return new_states if state_count == 2 else new_states[0]
+
+
+class LSTMCell(nn.LSTMCell):
+    """Drop-in for torch.nn.LSTMCell: returns (h', c')."""
+
+    def forward(self, input, hx=None):
+        return _step(self, input, hx, "LSTMCell", 2, _ops.lstm_layer, reference.lstm_cell)
+
+
+class GRUCell(nn.GRUCell):
+    """Drop-in for torch.nn.GRUCell: returns h'."""
+
+    def forward(self, input, hx=None):
+        return _step(self, input, hx, "GRUCell", 1, _ops.gru_layer, reference.gru_cell)
+
+
+class RNNCell(nn.RNNCell):
+    """Drop-in for torch.nn.RNNCell: returns h' = tanh or relu of the sum."""
+
+    def forward(self, input, hx=None):
+        relu = self.nonlinearity == "relu"
+        kernel = _ops.rnn_relu_layer if relu else _ops.rnn_tanh_layer
+        reference_cell = reference.rnn_relu_cell if relu else reference.rnn_tanh_cell
+        return _step(self, input, hx, "RNNCell", 1, kernel, reference_cell)
