@@ -1,0 +1,44 @@
+"""The recurrent cells under benchmark: one entry of CELLS per cell.
+
+An entry names the torch.nn module and the number of gates (which sets the
+FLOP count); fusedrnn.convert gives the fused twin. The rest of the suite
+reads this table only.
+"""
+import copy
+from dataclasses import dataclass
+
+from torch import nn
+
+import fusedrnn
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    torch_cls: type            # e.g. nn.LSTM
+    gates: int                 # gate blocks per step: 4 LSTM, 3 GRU, 1 RNN
+    has_proj: bool             # whether the cell takes proj_size (LSTM only)
+    # Sizes of the default grid, None for all: the GRU and RNN run where
+    # their targets are set, to keep the default grid near ten minutes.
+    grid_sizes: tuple = None
+
+
+CELLS = {
+    "lstm": Cell("lstm", nn.LSTM, gates=4, has_proj=True),
+    "gru": Cell("gru", nn.GRU, gates=3, has_proj=False, grid_sizes=("medium", "fastrnns")),
+    "rnn": Cell("rnn", nn.RNN, gates=1, has_proj=False, grid_sizes=("medium", "fastrnns")),
+}
+
+
+def fused_twin(module):
+    """The fusedrnn replacement of a torch.nn recurrent module, with a copy
+    of its weights (so that the two train independently)."""
+    return fusedrnn.convert(copy.deepcopy(module))
+
+
+def reference_twin(module):
+    """The fusedrnn module with its kernel bypassed: every input runs the
+    pure-PyTorch reference, through the module's own input handling."""
+    fused = fused_twin(module)
+    fused._kernel_layer = fused._reference_layer
+    return fused
