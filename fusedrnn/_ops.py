@@ -15,6 +15,15 @@ from . import _C  # noqa: F401  (loading the library registers the ops)
 _ops = torch.ops.fusedrnn
 
 
+def _saved_dtype(input):
+    """The dtype of the per-step values a forward op keeps for its backward
+    (gates, cells, saved): the CUDA kernels compute float16 and bfloat16 in
+    float32 and keep these values in float32; otherwise the input's dtype."""
+    if input.device.type == "cuda" and input.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return input.dtype
+
+
 @torch.library.register_fake("fusedrnn::lstm_layer_forward")
 def _lstm_layer_forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
                              reverse):
@@ -24,8 +33,8 @@ def _lstm_layer_forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_
         input.new_empty(*rows, out_size),
         h0.new_empty(h0.shape),
         c0.new_empty(c0.shape),
-        input.new_empty(*rows, 4 * hidden),
-        input.new_empty(*rows, hidden),
+        input.new_empty(*rows, 4 * hidden, dtype=_saved_dtype(input)),
+        input.new_empty(*rows, hidden, dtype=_saved_dtype(input)),
     )
 
 
@@ -93,7 +102,7 @@ def _register_single_state_op(name, saved_per_unit):
         hidden = w_hh.shape[1]
         rows = input.shape[:-1]
         return (input.new_empty(*rows, hidden), h0.new_empty(h0.shape),
-                input.new_empty(*rows, saved_per_unit * hidden))
+                input.new_empty(*rows, saved_per_unit * hidden, dtype=_saved_dtype(input)))
 
     @torch.library.register_fake(f"fusedrnn::{name}_layer_backward")
     def _backward_fake(grad_output, grad_h_n, input, h0, w_ih, w_hh, batch_sizes, output,
@@ -127,13 +136,14 @@ def _register_single_state_op(name, saved_per_unit):
 _gru_forward = _register_single_state_op("gru", saved_per_unit=4)
 _rnn_forward = _register_single_state_op("rnn", saved_per_unit=1)
 
-# Under CPU autocast the kernels compute in float32 (with autocast off
-# inside, so their own multiplies stay float32); the modules then cast their
-# results to the autocast dtype, as torch.nn returns them.
+# Under CPU or CUDA autocast the kernels compute in float32 (with autocast
+# off inside, so their own multiplies stay float32); the modules then cast
+# their results to the autocast dtype, as torch.nn returns them.
 for _cell in ("lstm", "gru", "rnn"):
     for _direction in ("forward", "backward"):
-        torch.library.register_autocast(f"fusedrnn::{_cell}_layer_{_direction}", "cpu",
-                                        torch.float32)
+        for _device in ("cpu", "cuda"):
+            torch.library.register_autocast(f"fusedrnn::{_cell}_layer_{_direction}",
+                                            _device, torch.float32)
 
 
 def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
@@ -162,7 +172,9 @@ rnn_tanh_layer = functools.partial(_rnn_layer, False)
 rnn_relu_layer = functools.partial(_rnn_layer, True)
 
 # Devices and dtypes with compiled kernels (the same for every cell).
-_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64)}
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64),
+                  **({"cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
+                     if _C.build_info()["cuda"] else {})}
 
 
 def kernel_covers(x):
