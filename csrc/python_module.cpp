@@ -8,7 +8,8 @@ namespace {
 pybind11::dict build_info() {
   pybind11::dict info;
   info["torch_version"] = TORCH_VERSION;
-  info["cpu_kernels"] = pybind11::make_tuple("lstm_layer");
+  info["cpu_kernels"] =
+      pybind11::make_tuple("lstm_layer", "gru_layer", "rnn_layer");
   // Whether the CUDA kernels (csrc/cuda/) were compiled in, and which.
 #if defined(FUSEDRNN_WITH_CUDA)
   info["cuda"] = true;

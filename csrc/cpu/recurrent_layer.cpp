@@ -2,68 +2,13 @@
 
 namespace fusedrnn::cpu {
 
-void check_same(const Tensor& t, const Tensor& ref, const char* name) {
-  TORCH_CHECK(t.device() == ref.device(), "fusedrnn: ", name, " is on ",
-              t.device(), " but input is on ", ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "fusedrnn: ", name,
-              " has dtype ", t.scalar_type(), " but input has ",
-              ref.scalar_type());
-}
-
-void check_shape(const Tensor& t, at::IntArrayRef expected, const char* name) {
-  TORCH_CHECK(t.sizes() == expected, "fusedrnn: expected ", name, " of size ",
-              expected, ", got ", t.sizes());
-}
-
-LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
-                              bool has_cell_state) {
-  const Tensor& input = in.input;
+void check_cpu_input(const Tensor& input) {
   TORCH_CHECK(input.device().is_cpu(), "fusedrnn: CPU kernel got ",
               input.device());
   TORCH_CHECK(input.scalar_type() == at::kFloat ||
                   input.scalar_type() == at::kDouble,
               "fusedrnn: the CPU kernels support float32 and float64, got ",
               input.scalar_type());
-  const bool packed = in.batch_sizes.has_value();
-  TORCH_CHECK(input.dim() == (packed ? 2 : 3), "fusedrnn: expected a ",
-              packed ? "2-D packed" : "3-D time-major", " input, got ",
-              input.dim(), "-D");
-  TORCH_CHECK(input.size(0) > 0,
-              "Expected sequence length to be larger than 0 in RNN");
-  const Tensor& w_hh = in.w_hh;
-  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % gates == 0 && w_hh.size(0) > 0,
-              "fusedrnn: expected w_hh of size (", gates, "H, P), got ",
-              w_hh.sizes());
-  const int64_t H = w_hh.size(0) / gates, P = w_hh.size(1);
-  const int64_t I = input.size(-1);
-  check_same(in.h0, input, "h0");
-  check_same(in.w_ih, input, "w_ih");
-  check_same(w_hh, input, "w_hh");
-  TORCH_CHECK(in.c0.has_value() == has_cell_state, "fusedrnn: c0 is ",
-              has_cell_state ? "required" : "not taken", " by this cell");
-  if (in.w_hr.has_value()) {
-    check_same(*in.w_hr, input, "w_hr");
-    check_shape(*in.w_hr, {P, H}, "w_hr");
-  } else {
-    TORCH_CHECK(P == H, "fusedrnn: expected w_hh of size (", gates,
-                "H, H) without a projection, got ", w_hh.sizes());
-  }
-  SequenceLayout layout =
-      packed ? SequenceLayout(*in.batch_sizes, in.reverse)
-             : SequenceLayout(input.size(0), input.size(1), in.reverse);
-  if (packed) {
-    TORCH_CHECK(layout.rows() == input.size(0), "fusedrnn: batch_sizes sum to ",
-                layout.rows(), " but the packed input has ", input.size(0),
-                " rows");
-  }
-  const int64_t B = layout.batch();
-  check_shape(in.h0, {B, P}, "h0");
-  if (has_cell_state) {
-    check_same(*in.c0, input, "c0");
-    check_shape(*in.c0, {B, H}, "c0");
-  }
-  check_shape(in.w_ih, {gates * H, I}, "w_ih");
-  return {std::move(layout), I, H, P, packed};
 }
 
 Tensor state_gradient(const OptionalTensor& grad, const Tensor& like) {

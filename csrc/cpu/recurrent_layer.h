@@ -9,65 +9,23 @@
 #include <optional>
 #include <vector>
 
+#include "../ops/layer_args.h"
 #include "sequence_driver.h"
 
 namespace fusedrnn::cpu {
 
-using at::Tensor;
-using OptionalTensor = std::optional<Tensor>;
-
-// The arguments every layer op takes; c0 and w_hr only where the cell has
-// them (LSTM).
-struct LayerInputs {
-  const Tensor& input;     // (T, B, I) dense or (rows, I) packed
-  const Tensor& h0;        // (B, P)
-  const OptionalTensor& c0;  // (B, H)
-  const Tensor& w_ih;      // (G*H, I)
-  const Tensor& w_hh;      // (G*H, P)
-  const OptionalTensor& w_hr;         // (P, H)
-  const OptionalTensor& batch_sizes;  // (T,) int64 CPU, packed input only
-  bool reverse;
-};
-
-struct LayerOutputs {
-  Tensor output, h_n, c_n, saved, cells;  // c_n, cells undefined without c
-};
-
-struct LayerGradients {
-  Tensor input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;  // c0, w_hr may be undefined
-};
-
-// The layer's sizes and step layout, from arguments validated before any
-// memory is touched.
-struct LayerShape {
-  SequenceLayout layout;
-  int64_t input_size, hidden, out_size;  // I, H, P (P = H without projection)
-  bool packed;
-
-  // Shapes of the per-row buffers: (T, B, width) dense, (rows, width) packed.
-  std::vector<int64_t> rows_of(int64_t width) const {
-    if (packed) return {layout.rows(), width};
-    return {layout.steps(), layout.batch(), width};
-  }
-};
-
-void check_same(const Tensor& t, const Tensor& ref, const char* name);
-void check_shape(const Tensor& t, at::IntArrayRef expected, const char* name);
-LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
-                              bool has_cell_state);
+// Checks that the kernels take this input: a CPU tensor of float32 or
+// float64 (the rest of the arguments: check_layer_inputs).
+void check_cpu_input(const Tensor& input);
 // A contiguous buffer the backward updates in place, starting from `grad`
 // or 0. (Not *_like: those would copy the strides of `like`.)
 Tensor state_gradient(const OptionalTensor& grad, const Tensor& like);
-// Contiguous data of an optional tensor, or null.
-template <typename T>
-T* data_or_null(const Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
 
 template <typename Cell>
 LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,
                            const OptionalTensor& b_hh) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  check_cpu_input(in.input);
   const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
   const int64_t rows = shape.layout.rows(), B = shape.layout.batch();
   const int64_t H = shape.hidden, P = shape.out_size;
@@ -127,6 +85,7 @@ LayerGradients layer_backward(const LayerInputs& in,
                               const Tensor& output, const Tensor& saved,
                               const OptionalTensor& cells) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  check_cpu_input(in.input);
   const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
   const int64_t rows = shape.layout.rows();
   const int64_t H = shape.hidden, P = shape.out_size;

@@ -1,8 +1,8 @@
 // One recurrent layer in one direction on CUDA, for any cell: argument
 // checks, buffers, the large multiplies outside the time loop, and the
 // shared sequence driver inside. The CUDA counterpart of
-// cpu/recurrent_layer.h, whose argument and result structs it shares; the
-// ops (layer_ops.cpp) are thin wrappers.
+// cpu/recurrent_layer.h; both take the arguments of ops/layer_args.h, and
+// the ops (layer_ops.cpp) are the shared wrappers of ops/layer_kernels.h.
 //
 // Dtypes: float32 and float64 are stored and computed in their own type.
 // float16 and bfloat16 are stored in 16 bits (input, weights, output, h_n,
@@ -20,25 +20,15 @@
 
 #include <optional>
 
-#include "../cpu/recurrent_layer.h"
+#include "../ops/layer_args.h"
 #include "sequence_driver.h"
 
 namespace fusedrnn::cuda {
 
-using at::Tensor;
-using cpu::LayerGradients;
-using cpu::LayerInputs;
-using cpu::LayerOutputs;
-using cpu::LayerShape;
-using cpu::data_or_null;
-using OptionalTensor = std::optional<Tensor>;
-
-// As cpu::check_layer_inputs, for CUDA tensors of the four dtypes. Called
-// as cuda::check_layer_inputs: for a cpu::LayerInputs argument, argument-
-// dependent lookup also finds the CPU one (the same goes for layer_forward
-// and layer_backward).
-LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
-                              bool has_cell_state);
+// Checks that the kernels take this input: a CUDA tensor of float32,
+// float64, float16 or bfloat16 (the rest of the arguments:
+// check_layer_inputs).
+void check_cuda_input(const Tensor& input);
 // The options of the buffers kept in the compute type.
 at::TensorOptions compute_options(const Tensor& like);
 // A contiguous buffer in the compute type that the backward updates in
@@ -51,7 +41,8 @@ template <typename Cell>
 LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,
                            const OptionalTensor& b_hh) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const LayerShape shape = cuda::check_layer_inputs(in, G, Cell::kHasCellState);
+  check_cuda_input(in.input);
+  const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
   const c10::cuda::CUDAGuard device_guard(in.input.device());
   const int64_t rows = shape.layout.rows(), B = shape.layout.batch();
   const int64_t I = shape.input_size, H = shape.hidden, P = shape.out_size;
@@ -65,10 +56,10 @@ LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,
   Tensor gates = at::empty({rows, G * H}, acc_options);
   Tensor bias_h = at::zeros({G * H}, acc_options);
   if (b_ih.has_value()) {
-    cpu::check_same(*b_ih, in.input, "b_ih");
-    cpu::check_same(*b_hh, in.input, "b_hh");
-    cpu::check_shape(*b_ih, {G * H}, "b_ih");
-    cpu::check_shape(*b_hh, {G * H}, "b_hh");
+    check_same(*b_ih, in.input, "b_ih");
+    check_same(*b_hh, in.input, "b_hh");
+    check_shape(*b_ih, {G * H}, "b_ih");
+    check_shape(*b_hh, {G * H}, "b_hh");
     gates.copy_(b_ih->expand({rows, G * H}));
     bias_h.copy_(*b_hh);
   }
@@ -122,24 +113,25 @@ LayerGradients layer_backward(const LayerInputs& in,
                               const Tensor& output, const Tensor& saved,
                               const OptionalTensor& cells) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const LayerShape shape = cuda::check_layer_inputs(in, G, Cell::kHasCellState);
+  check_cuda_input(in.input);
+  const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
   const c10::cuda::CUDAGuard device_guard(in.input.device());
   const int64_t rows = shape.layout.rows();
   const int64_t H = shape.hidden, P = shape.out_size;
   const bool projected = in.w_hr.has_value();
-  cpu::check_same(output, in.input, "output");
+  check_same(output, in.input, "output");
   check_saved(saved, in.input, "saved");
-  cpu::check_shape(output, shape.rows_of(P), "output");
-  cpu::check_shape(saved, shape.rows_of(S * H), "saved");
+  check_shape(output, shape.rows_of(P), "output");
+  check_shape(saved, shape.rows_of(S * H), "saved");
   if constexpr (Cell::kHasCellState) {
     TORCH_CHECK(cells.has_value(), "fusedrnn: cells are required");
     check_saved(*cells, in.input, "cells");
-    cpu::check_shape(*cells, shape.rows_of(H), "cells");
+    check_shape(*cells, shape.rows_of(H), "cells");
   }
   Tensor dy;
   if (grad_output.has_value()) {
-    cpu::check_same(*grad_output, in.input, "grad_output");
-    cpu::check_shape(*grad_output, shape.rows_of(P), "grad_output");
+    check_same(*grad_output, in.input, "grad_output");
+    check_shape(*grad_output, shape.rows_of(P), "grad_output");
     dy = grad_output->contiguous();
   }
   const auto options = in.input.options();

@@ -1,0 +1,64 @@
+// The arguments and results of one layer in one direction, shared by the
+// CPU and CUDA back ends, and the checks that do not depend on the device.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <vector>
+
+#include "../cpu/sequence_layout.h"
+
+namespace fusedrnn {
+
+using at::Tensor;
+using OptionalTensor = std::optional<Tensor>;
+
+// The arguments every layer op takes; c0 and w_hr only where the cell has
+// them (LSTM).
+struct LayerInputs {
+  const Tensor& input;                // (T, B, I) dense or (rows, I) packed
+  const Tensor& h0;                   // (B, P)
+  const OptionalTensor& c0;           // (B, H)
+  const Tensor& w_ih;                 // (G*H, I)
+  const Tensor& w_hh;                 // (G*H, P)
+  const OptionalTensor& w_hr;         // (P, H)
+  const OptionalTensor& batch_sizes;  // (T,) int64 CPU, packed input only
+  bool reverse;
+};
+
+struct LayerOutputs {
+  Tensor output, h_n, c_n, saved, cells;  // c_n, cells undefined without c
+};
+
+struct LayerGradients {
+  Tensor input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;  // c0, w_hr may be undefined
+};
+
+// The layer's sizes and step layout.
+struct LayerShape {
+  cpu::SequenceLayout layout;
+  int64_t input_size, hidden, out_size;  // I, H, P (P = H without projection)
+  bool packed;
+
+  // Shapes of the per-row buffers: (T, B, width) dense, (rows, width) packed.
+  std::vector<int64_t> rows_of(int64_t width) const {
+    if (packed) return {layout.rows(), width};
+    return {layout.steps(), layout.batch(), width};
+  }
+};
+
+void check_same(const Tensor& t, const Tensor& ref, const char* name);
+void check_shape(const Tensor& t, at::IntArrayRef expected, const char* name);
+// Every check of the arguments but the device and the dtype (each back end
+// checks its own first), before any memory is touched.
+LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
+                              bool has_cell_state);
+
+// The data of an optional tensor, or null.
+template <typename T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+}  // namespace fusedrnn
