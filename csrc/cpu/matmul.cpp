@@ -3,6 +3,9 @@
 #include <c10/util/Exception.h>
 
 #include <limits>
+#include <type_traits>
+
+#include "matmul/packed_multiply.h"
 
 // The Fortran BLAS entry points exported by libtorch_cpu (LP64: 32-bit ints).
 extern "C" {
@@ -40,12 +43,39 @@ void blas_gemm(const char* ta, const char* tb, const int* m, const int* n,
   dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+// op(W) in the tile kernels' layout, or nothing where they cannot run:
+// double, a CPU without them, or an empty W (which BLAS handles).
+PackedMatrix pack_for_kernels(const float* w, int64_t rows, int64_t cols,
+                              bool transpose) {
+  if (!packed_multiply_available()) return {};
+  return PackedMatrix(w, rows, cols, transpose);
+}
+
+PackedMatrix pack_for_kernels(const double*, int64_t, int64_t, bool) {
+  return {};
+}
+
 }  // namespace
+
+template <typename T>
+RightOperand<T>::RightOperand(const T* w, int64_t rows, int64_t cols,
+                              bool transpose)
+    : w_(w), rows_(rows), cols_(cols), transpose_(transpose),
+      packed_(pack_for_kernels(w, rows, cols, transpose)) {}
+
+template class RightOperand<float>;
+template class RightOperand<double>;
 
 template <typename T>
 void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
               T beta, T* c, int64_t ldc) {
   if (m == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!w.packed_.empty()) {
+      packed_multiply(m, a, lda, w.packed_, beta, c, ldc);
+      return;
+    }
+  }
   // BLAS is column-major: the row-major C = A op(W) is the column-major
   // C^T = op(W)^T A^T, i.e. the call with the operands swapped. A row-major
   // W read column-major is W^T, so `transpose` maps to 'T' as it stands.

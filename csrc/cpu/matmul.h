@@ -4,21 +4,28 @@
 // W_hr with projections), T times per layer. So the weight side is prepared
 // once per call (`RightOperand`) and each step only streams its rows
 // through `multiply`. No tensors are built and nothing is dispatched inside
-// the loop. Today `multiply` calls the BLAS that libtorch_cpu links (MKL on
-// x86); a faster kernel plugs in behind this interface.
+// the loop. For float on a CPU with AVX-512, RightOperand copies op(W) into
+// the layout of fusedrnn's own tile kernels (matmul/), which `multiply` then
+// runs; everywhere else `multiply` calls the BLAS that libtorch_cpu links
+// (MKL on x86). At batch sizes of 1 to 64 rows per step the own kernels are
+// 2-4x faster than MKL's sgemm here.
 #pragma once
 
 #include <cstdint>
 
+#include "matmul/packed_matrix.h"
+
 namespace fusedrnn::cpu {
 
 // op(W) for a row-major weight W of size (rows, cols): W itself (K = rows,
-// N = cols) or W^T (K = cols, N = rows). Borrows W, which must outlive it.
+// N = cols) or W^T (K = cols, N = rows). Borrows W, which must outlive it
+// (BLAS reads it in place). Defined for float and double.
 template <typename T>
 class RightOperand {
  public:
-  RightOperand(const T* w, int64_t rows, int64_t cols, bool transpose)
-      : w_(w), rows_(rows), cols_(cols), transpose_(transpose) {}
+  // For float this packs op(W) when the tile kernels can run: K*N copies,
+  // paid once per op call and repaid by every step's multiply.
+  RightOperand(const T* w, int64_t rows, int64_t cols, bool transpose);
 
   int64_t k() const { return transpose_ ? cols_ : rows_; }
   int64_t n() const { return transpose_ ? rows_ : cols_; }
@@ -30,7 +37,12 @@ class RightOperand {
   const T* w_;
   int64_t rows_, cols_;
   bool transpose_;
+  // op(W) for the tile kernels; empty when BLAS does the multiplies.
+  PackedMatrix packed_;
 };
+
+extern template class RightOperand<float>;
+extern template class RightOperand<double>;
 
 // C (m x N) = A (m x K) op(W) + beta C, row-major with leading dimensions
 // lda and ldc. Defined for float and double.
