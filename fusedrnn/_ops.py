@@ -175,8 +175,26 @@ rnn_relu_layer = functools.partial(_rnn_layer, True)
 _KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64),
                   **({"cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
                      if _C.build_info()["cuda"] else {})}
+# Dtypes the kernels of a device compute in float32 instead (CPU float16
+# and bfloat16: no 16-bit CPU kernel yet): results come back in the input's
+# dtype, as torch.nn returns them.
+_FLOAT32_DTYPES = {"cpu": (torch.float16, torch.bfloat16)}
 
 
-def kernel_covers(x):
-    """Whether a fused kernel computes this input; the reference does the rest."""
-    return x.dtype in _KERNEL_DTYPES.get(x.device.type, ())
+def kernel_dtype(x):
+    """The dtype a fused kernel computes `x` in, or None where only the
+    reference runs."""
+    if x.dtype in _KERNEL_DTYPES.get(x.device.type, ()):
+        return x.dtype
+    if x.dtype in _FLOAT32_DTYPES.get(x.device.type, ()):
+        return torch.float32
+    return None
+
+
+def result_dtype(x):
+    """The dtype torch.nn returns for input `x`: the autocast dtype under
+    autocast (the kernels compute in float32 there), else x's own."""
+    device = x.device.type
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype

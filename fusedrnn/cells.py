@@ -49,13 +49,18 @@ def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
     _check_step(input, states, cell.input_size, cell.hidden_size)
 
     weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, None)
-    if _ops.kernel_covers(input):
-        _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
-    else:
+    compute_dtype = _ops.kernel_dtype(input)
+    result_dtype = _ops.result_dtype(input)
+    if compute_dtype is None:
         new_states = reference_cell(input, states, weights)
-    if torch.is_autocast_enabled(input.device.type):
-        dtype = torch.get_autocast_dtype(input.device.type)
-        new_states = tuple(state.to(dtype) for state in new_states)
+    else:
+        # CPU float16/bfloat16 compute in float32 (see _ops.kernel_dtype).
+        def cast(t):
+            return None if t is None else t.to(compute_dtype)
+
+        _, new_states = kernel_layer(cast(input).unsqueeze(0), tuple(map(cast, states)),
+                                     tuple(map(cast, weights)))
+    new_states = tuple(state.to(result_dtype) for state in new_states)
     if not batched:
         new_states = tuple(state.squeeze(0) for state in new_states)
     return new_states if state_count == 2 else new_states[0]

@@ -108,13 +108,16 @@ class FusedRNNBase(nn.RNNBase):
         return groups
 
     def _run(self, x, states, batch_sizes):
-        layer = self._kernel_layer if _ops.kernel_covers(x) else self._reference_layer
+        compute_dtype = _ops.kernel_dtype(x)
+        layer = self._reference_layer if compute_dtype is None else self._kernel_layer
+        weights = self._layer_weights()
+        result_dtype = _ops.result_dtype(x)
+        if compute_dtype not in (None, x.dtype):
+            x, states = x.to(compute_dtype), tuple(s.to(compute_dtype) for s in states)
+            weights = [tuple(None if w is None else w.to(compute_dtype) for w in group)
+                       for group in weights]
         output, final = run_stack(
-            x, states, self._layer_weights(), layer,
+            x, states, weights, layer,
             num_layers=self.num_layers, bidirectional=self.bidirectional,
             dropout=self.dropout, training=self.training, batch_sizes=batch_sizes)
-        if torch.is_autocast_enabled(x.device.type):
-            # torch.nn returns the autocast dtype; the kernels computed in fp32.
-            dtype = torch.get_autocast_dtype(x.device.type)
-            output, final = output.to(dtype), tuple(s.to(dtype) for s in final)
-        return output, final
+        return output.to(result_dtype), tuple(s.to(result_dtype) for s in final)

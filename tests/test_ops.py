@@ -75,11 +75,33 @@ def test_packed_and_projected_inputs_run_the_fused_op(proj_size):
     assert "aten.sigmoid" not in recorder.names
 
 
-def test_uncovered_dtypes_use_the_reference():
-    lstm = fusedrnn.LSTM(4, 5, dtype=torch.bfloat16)
-    names = _ops_run(lstm, torch.randn(3, 2, 4, dtype=torch.bfloat16, requires_grad=True))
-    assert "fusedrnn.lstm_layer_forward" not in names
-    assert "aten.sigmoid" in names
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cpu_half_precision_runs_the_kernel_in_float32(dtype):
+    torch.manual_seed(0)
+    ours = fusedrnn.LSTM(4, 5, 2, dtype=dtype)
+    theirs = torch.nn.LSTM(4, 5, 2, dtype=dtype)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 2, 4, dtype=dtype, requires_grad=True)
+    with _OpRecorder() as recorder:
+        output, (h_n, c_n) = ours(x)
+    assert recorder.names.count("fusedrnn.lstm_layer_forward") == 2
+    expected, (expected_h, expected_c) = theirs(x)
+    for a, e in ((output, expected), (h_n, expected_h), (c_n, expected_c)):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a, e, atol=2e-2, rtol=2e-2)
+    (grad,) = torch.autograd.grad(output.float().sum(), x)
+    (expected_grad,) = torch.autograd.grad(expected.float().sum(), x)
+    assert grad.dtype == dtype
+    torch.testing.assert_close(grad, expected_grad, atol=5e-2, rtol=5e-2)
+
+
+def test_devices_without_kernels_use_the_reference():
+    lstm = fusedrnn.LSTM(4, 5, device="meta")
+    with _OpRecorder() as recorder:
+        output, (h_n, _) = lstm(torch.empty(3, 2, 4, device="meta"))
+    assert output.shape == (3, 2, 5) and h_n.shape == (1, 2, 5)
+    assert "fusedrnn.lstm_layer_forward" not in recorder.names
+    assert "aten.sigmoid" in recorder.names
 
 
 @pytest.mark.parametrize("index,bad,message", [
