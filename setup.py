@@ -133,12 +133,17 @@ from torch.utils.cpp_extension import (  # noqa: E402
 sources = ["csrc/python_module.cpp", *listed_sources("sources.txt")]
 # C++20 whatever torch's default (older torch asks for C++17; then the flag
 # given here is the one used, as torch adds its own only when none is given).
-compile_args = {"cxx": ["-O3", "-std=c++20"], "nvcc": ["-O3", "-std=c++20"]}
+# -fopenmp: at::parallel_for is inline and splits work over torch's threads
+# only when the calling code is compiled with OpenMP; without it the time
+# loops would run on one thread.
+compile_args = {"cxx": ["-O3", "-std=c++20", "-fopenmp"], "nvcc": ["-O3", "-std=c++20"]}
+openmp_link = ["-fopenmp"]
 if cuda_options is None:
     extension = CppExtension(
         name="fusedrnn._C",
         sources=sources,
         extra_compile_args={"cxx": compile_args["cxx"]},
+        extra_link_args=openmp_link,
     )
 else:
     extension = CUDAExtension(
@@ -147,7 +152,7 @@ else:
         define_macros=[("FUSEDRNN_WITH_CUDA", None)],
         extra_compile_args=compile_args,
         libraries=cuda_options.get("libraries", []),
-        extra_link_args=cuda_options.get("extra_link_args", []),
+        extra_link_args=[*cuda_options.get("extra_link_args", []), *openmp_link],
     )
     # After the toolkit's own include folder, which CUDAExtension put first:
     # the pip folders also hold CUDA runtime headers, which must not shadow

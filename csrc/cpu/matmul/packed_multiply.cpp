@@ -59,8 +59,9 @@ bool packed_multiply_available() { return has_avx512_kernels(); }
 
 void packed_multiply(int64_t m, const float* a, int64_t lda,
                      const PackedMatrix& b, float beta, float* c, int64_t ldc) {
-  const int64_t panel_work = m * b.k() * PackedMatrix::kPanelWidth;
-  const int64_t grain = std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, panel_work));
+  const int64_t panel_work =
+      std::max<int64_t>(1, m * b.k() * PackedMatrix::kPanelWidth);
+  const int64_t grain = std::max<int64_t>(1, kMinTaskWork / panel_work);
   // Contiguous shares of panels: with the same threads every step, each
   // keeps working on the same slice of W, which stays in its cache.
   at::parallel_for(0, b.panels(), grain, [&](int64_t p0, int64_t p1) {
