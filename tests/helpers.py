@@ -1,6 +1,7 @@
 """Shared helpers for the module tests: twin modules, random inputs, grads."""
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedrnn
 
@@ -58,3 +59,16 @@ def run_and_grad(module, x, hx=None):
                for t in outputs)
     grads = torch.autograd.grad(loss, leaves + list(module.parameters()))
     return outputs, grads
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records the name of every op dispatched while active: shows whether a
+    fused op (fusedrnn.*) or the reference's ATen ops ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))

@@ -4,9 +4,9 @@ import itertools
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedrnn
+from helpers import OpRecorder
 
 CELLS = {
     "LSTMCell": (nn.LSTMCell, fusedrnn.LSTMCell, {}),
@@ -73,20 +73,10 @@ def test_gradcheck(name):
     assert torch.autograd.gradcheck(step, (x, *hx, *cell.parameters()))
 
 
-class _OpNames(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("name", list(CELLS))
 def test_runs_the_fused_op(name):
     _, cell = _twins(name, 3, 4, dtype=torch.float32)
-    with _OpNames() as recorder:
+    with OpRecorder() as recorder:
         cell(torch.randn(2, 3))
     assert any(n.startswith("fusedrnn.") for n in recorder.names)
     assert "aten.sigmoid" not in recorder.names and "aten.tanh" not in recorder.names

@@ -12,10 +12,9 @@ import os
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedrnn
-from helpers import CELLS, random_hx, twin_modules
+from helpers import CELLS, OpRecorder, random_hx, twin_modules
 from op_inputs import lstm_layer_args
 
 BUILT_WITH_CUDA = fusedrnn.build_info()["cuda"]
@@ -368,18 +367,6 @@ def test_16_bit_modules_against_float64(mode, packed, dtype):
 
 # --- the modules use the kernels; streams, devices, determinism, autocast -------
 
-class _OpRecorder(TorchDispatchMode):
-    """Records the name of every op dispatched while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
-
-
 @requires_gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, *HALF_DTYPES])
 @pytest.mark.parametrize("mode", MODES)
@@ -387,7 +374,7 @@ def test_modules_run_the_cuda_kernels(mode, dtype):
     _, ours = twin_modules(mode, 4, 5, dtype=dtype)
     ours = ours.cuda()
     x = torch.randn(3, 2, 4, dtype=dtype, device="cuda", requires_grad=True)
-    with _OpRecorder() as recorder:
+    with OpRecorder() as recorder:
         output, _ = ours(x)
         output.float().sum().backward()
     op = {"LSTM": "lstm", "GRU": "gru"}.get(mode, "rnn")

@@ -1,9 +1,9 @@
 """The custom ops: opcheck, argument checks, and that the module uses them."""
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedrnn
+from helpers import OpRecorder
 from op_inputs import lstm_layer_args
 
 VARIANTS = [dict(), dict(bias=False), dict(proj=2), dict(packed=True),
@@ -35,20 +35,8 @@ def test_opcheck_backward(reverse, variant, with_output_grad):
                            reverse))
 
 
-class _OpRecorder(TorchDispatchMode):
-    """Records the name of every op dispatched while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
-
-
 def _ops_run(lstm, x):
-    with _OpRecorder() as recorder:
+    with OpRecorder() as recorder:
         output, _ = lstm(x)
         output.sum().backward()
     return recorder.names
@@ -68,7 +56,7 @@ def test_module_runs_the_fused_op(dtype):
 def test_packed_and_projected_inputs_run_the_fused_op(proj_size):
     lstm = fusedrnn.LSTM(4, 5, proj_size=proj_size, bidirectional=True)
     x = torch.nn.utils.rnn.pack_sequence([torch.randn(3, 4), torch.randn(2, 4)])
-    with _OpRecorder() as recorder:
+    with OpRecorder() as recorder:
         output, _ = lstm(x)
         output.data.sum().backward()
     assert recorder.names.count("fusedrnn.lstm_layer_forward") == 2
@@ -82,7 +70,7 @@ def test_cpu_half_precision_runs_the_kernel_in_float32(dtype):
     theirs = torch.nn.LSTM(4, 5, 2, dtype=dtype)
     theirs.load_state_dict(ours.state_dict())
     x = torch.randn(3, 2, 4, dtype=dtype, requires_grad=True)
-    with _OpRecorder() as recorder:
+    with OpRecorder() as recorder:
         output, (h_n, c_n) = ours(x)
     assert recorder.names.count("fusedrnn.lstm_layer_forward") == 2
     expected, (expected_h, expected_c) = theirs(x)
@@ -97,7 +85,7 @@ def test_cpu_half_precision_runs_the_kernel_in_float32(dtype):
 
 def test_devices_without_kernels_use_the_reference():
     lstm = fusedrnn.LSTM(4, 5, device="meta")
-    with _OpRecorder() as recorder:
+    with OpRecorder() as recorder:
         output, (h_n, _) = lstm(torch.empty(3, 2, 4, device="meta"))
     assert output.shape == (3, 2, 5) and h_n.shape == (1, 2, 5)
     assert "fusedrnn.lstm_layer_forward" not in recorder.names
