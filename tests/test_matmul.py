@@ -13,9 +13,10 @@ import torch
 import fusedrnn  # noqa: F401  (loads the ops)
 from op_inputs import lstm_layer_args
 
-# (T, B, I, H, proj): batch 1, 7, 13 and 200 rows; H = 5, 17, 67 and 261
-# give 4H = 20, 68, 268, 1044 columns (partial vectors and panels); 4H = 268
-# and 1044 are backward depths and H = 261 a forward depth past 256 rows.
+# (T, B, I, H, proj): batches of 1, 7, 13 and 200 rows; H = 5, 17, 67 and
+# 261 give 4H = 20, 68, 268 and 1044 columns (partial vectors and panels).
+# The backward's depth 4H = 268 or 1044, and the forward's H = 261, exceed
+# one depth block; projections of 5, 33 and 16 are the W_hr multiplies' N.
 SHAPES = [(3, 1, 4, 5, 0), (4, 7, 3, 17, 0), (4, 13, 6, 67, 0),
           (3, 200, 5, 17, 0), (3, 13, 8, 261, 0), (4, 7, 3, 17, 5),
           (4, 13, 6, 67, 33), (3, 1, 4, 67, 16)]
