@@ -1,11 +1,12 @@
-"""The float32 step multiply (csrc/cpu/matmul*), through the LSTM layer ops.
+"""The float32 multiplies (csrc/cpu/matmul*, csrc/cpu/whole_multiply*),
+through the LSTM layer ops.
 
 float32 runs fusedrnn's own packed kernels where the CPU has them, float64
 always runs BLAS, so float32 results are checked against the float64 results
 of the same (float32-representable) inputs. The shapes aim at the kernels'
 edges: weight widths 4H and P that are not multiples of the 64-column panel
 or the 16-float vector, batches that split into uneven row tiles (and more
-rows than one row block), and depths above one depth block (K > 256).
+rows than one row block), and depths above one depth block (K > 512).
 """
 import pytest
 import torch
@@ -15,11 +16,14 @@ from op_inputs import lstm_layer_args
 
 # (T, B, I, H, proj): batches of 1, 7, 13 and 200 rows; H = 5, 17, 67 and
 # 261 give 4H = 20, 68, 268 and 1044 columns (partial vectors and panels).
-# The backward's depth 4H = 268 or 1044, and the forward's H = 261, exceed
-# one depth block; projections of 5, 33 and 16 are the W_hr multiplies' N.
+# The backward's depth 4H = 1044 exceeds one depth block; projections of 5,
+# 33 and 16 are the W_hr multiplies' N. The multiplies outside the time loop
+# (whole_multiply) see M = T*B or 4H rows: 600 rows (T5-B120) and 4H = 268
+# or 1044 are cut into a part per thread, the weight gradients' depth T*B =
+# 600 spans two depth blocks, and I = 70 leaves a 6-column panel.
 SHAPES = [(3, 1, 4, 5, 0), (4, 7, 3, 17, 0), (4, 13, 6, 67, 0),
           (3, 200, 5, 17, 0), (3, 13, 8, 261, 0), (4, 7, 3, 17, 5),
-          (4, 13, 6, 67, 33), (3, 1, 4, 67, 16)]
+          (4, 13, 6, 67, 33), (3, 1, 4, 67, 16), (5, 120, 70, 67, 0)]
 SHAPE_IDS = [f"T{T}-B{B}-I{I}-H{H}" + (f"-P{P}" if P else "")
              for T, B, I, H, P in SHAPES]
 RTOL = ATOL = 1e-5

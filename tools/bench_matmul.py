@@ -3,6 +3,7 @@ layer ops that use it.
 
     python tools/bench_matmul.py ops       # op forward/backward vs nn.LSTM
     python tools/bench_matmul.py kernel    # GFLOP/s of multiply() alone
+    python tools/bench_matmul.py whole     # GFLOP/s of whole_multiply()
 
 `ops` times whatever `import fusedrnn` finds (put another build first on
 PYTHONPATH to compare). `kernel` compiles cpu/matmul.cpp and cpu/matmul/*.cpp
@@ -79,6 +80,7 @@ BINDING = r"""
 #include <vector>
 
 #include "cpu/matmul.h"
+#include "cpu/whole_multiply.h"
 
 using fusedrnn::cpu::RightOperand;
 
@@ -117,6 +119,9 @@ double seconds_per_multiply(const at::Tensor& a, const at::Tensor& w,
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("multiply", &multiply);
   m.def("seconds_per_multiply", &seconds_per_multiply);
+  m.def("whole_multiply", [](const at::Tensor& a, const at::Tensor& b) {
+    return fusedrnn::cpu::whole_multiply(a, b);
+  });
 }
 """
 
@@ -133,6 +138,7 @@ def build_kernel_module(csrc, openmp):
     if not binding.exists() or binding.read_text() != BINDING:
         binding.write_text(BINDING)
     sources = [binding, csrc / "cpu" / "matmul.cpp",
+               csrc / "cpu" / "whole_multiply.cpp",
                *sorted((csrc / "cpu" / "matmul").glob("*.cpp"))]
     flags = ["-O3"] + (["-fopenmp"] if openmp else [])
     return load(name="bench_matmul_ext", sources=[str(s) for s in sources],
@@ -142,14 +148,22 @@ def build_kernel_module(csrc, openmp):
 
 
 def kernel_shapes():
-    """(label, m, W rows, W cols, transpose) of the time loop's multiplies,
-    then the input projection of the op sizes."""
+    """(label, m, W rows, W cols, transpose) of the time loop's multiplies."""
     for H in (128, 256, 512, 1024):
         for m in (1, 8, 16, 64):
             yield f"fwd H={H}", m, 4 * H, H, True   # h (m, H) @ W_hh^T
             yield f"bwd H={H}", m, 4 * H, H, False  # dgates (m, 4H) @ W_hh
+
+
+def whole_shapes():
+    """(label, a, b) of the multiplies outside the time loop, per op size:
+    the input projection, the input gradient, the weight gradient (a
+    transposed left operand)."""
     for name, (T, B, I, H) in OP_SIZES.items():
-        yield f"in-proj {name}", T * B, 4 * H, I, True  # x (TB, I) @ W_ih^T
+        x, dgates, w_ih = torch.randn(T * B, I), torch.randn(T * B, 4 * H), torch.randn(4 * H, I)
+        yield f"in-proj {name}", x, w_ih.t()
+        yield f"grad-in {name}", dgates, w_ih
+        yield f"grad-w {name}", dgates.t(), x
 
 
 def bench_kernel(csrc, openmp, repeats):
@@ -179,9 +193,24 @@ def bench_kernel(csrc, openmp, repeats):
               f"{flops / mm / 1e9:9.1f}")
 
 
+def bench_whole(csrc, openmp, repeats):
+    ext = build_kernel_module(csrc, openmp)
+    print(f"csrc={csrc} openmp={openmp} threads={torch.get_num_threads()}  "
+          f"GFLOP/s (median of {repeats})")
+    print(f"{'shape':18} {'M':>5} {'K':>5} {'N':>5} {'whole':>9} {'torch.mm':>9}")
+    for label, a, b in whole_shapes():
+        (m, K), N = a.shape, b.shape[1]
+        torch.testing.assert_close(ext.whole_multiply(a, b), a @ b, rtol=1e-4, atol=1e-3)
+        ours = median_time("ext.whole_multiply(a, b)", repeats, ext=ext, a=a, b=b)
+        mm = median_time("torch.mm(a, b)", repeats, torch=torch, a=a, b=b)
+        flops = 2 * m * K * N
+        print(f"{label:18} {m:5} {K:5} {N:5} {flops / ours / 1e9:9.1f} "
+              f"{flops / mm / 1e9:9.1f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["ops", "kernel"])
+    parser.add_argument("what", choices=["ops", "kernel", "whole"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--csrc", type=Path, default=ROOT / "csrc")
     parser.add_argument("--openmp", action="store_true")
@@ -191,8 +220,10 @@ def main():
         torch.set_num_threads(args.threads)
     if args.what == "ops":
         bench_ops(args.repeats)
-    else:
+    elif args.what == "kernel":
         bench_kernel(args.csrc.resolve(), args.openmp, args.repeats)
+    else:
+        bench_whole(args.csrc.resolve(), args.openmp, args.repeats)
 
 
 if __name__ == "__main__":

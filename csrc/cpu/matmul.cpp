@@ -72,7 +72,7 @@ void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
   if (m == 0) return;
   if constexpr (std::is_same_v<T, float>) {
     if (!w.packed_.empty()) {
-      packed_multiply(m, a, lda, w.packed_, beta, c, ldc);
+      packed_multiply(m, {a, lda}, w.packed_, beta, c, ldc);
       return;
     }
   }

@@ -11,6 +11,7 @@
 
 #include "../ops/layer_args.h"
 #include "sequence_driver.h"
+#include "whole_multiply.h"
 
 namespace fusedrnn::cpu {
 
@@ -41,10 +42,10 @@ LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,
     check_same(*b_hh, in.input, "b_hh");
     check_shape(*b_ih, {G * H}, "b_ih");
     check_shape(*b_hh, {G * H}, "b_hh");
-    gates = at::addmm(*b_ih, x, in.w_ih.t());
+    gates = whole_multiply(x, in.w_ih.t(), *b_ih);
     bias_h.copy_(*b_hh);
   } else {
-    gates = at::mm(x, in.w_ih.t());
+    gates = whole_multiply(x, in.w_ih.t());
   }
   LayerOutputs out;
   out.saved = S == G ? gates : at::empty({rows, S * H}, options);
@@ -147,12 +148,12 @@ LayerGradients layer_backward(const LayerInputs& in,
 
   // Everything that does not depend on the step order, as large multiplies.
   const Tensor x = in.input.contiguous().view({rows, shape.input_size});
-  grads.input = at::mm(dgates_x, in.w_ih).view(in.input.sizes());
-  grads.w_ih = at::mm(dgates_x.t(), x);
-  grads.w_hh = at::mm(dgates_h.t(), h_prev);
+  grads.input = whole_multiply(dgates_x, in.w_ih).view(in.input.sizes());
+  grads.w_ih = whole_multiply(dgates_x.t(), x);
+  grads.w_hh = whole_multiply(dgates_h.t(), h_prev);
   grads.b_ih = dgates_x.sum(0);
   grads.b_hh = Cell::kSplitRecurrentGrad ? dgates_h.sum(0) : grads.b_ih;
-  if (projected) grads.w_hr = at::mm(dprojected.t(), unprojected);
+  if (projected) grads.w_hr = whole_multiply(dprojected.t(), unprojected);
   return grads;
 }
 

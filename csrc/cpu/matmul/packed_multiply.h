@@ -1,4 +1,4 @@
-// C = A op(W) + beta C for a packed op(W), with the tile kernels.
+// C = A B + beta C for a packed B, with the tile kernels.
 #pragma once
 
 #include <cstdint>
@@ -11,11 +11,21 @@ namespace fusedrnn::cpu {
 // its matrix only then; otherwise BLAS does the multiplies.
 bool packed_multiply_available();
 
-// C (m x N) = A (m x K) B + beta C, row-major with leading dimensions lda and
-// ldc, where B (K x N) is packed and not empty. Splits B's panels over the
-// intra-op threads with at::parallel_for, which runs them only where this
-// library is compiled with OpenMP (-fopenmp): without it, on one thread.
-void packed_multiply(int64_t m, const float* a, int64_t lda,
-                     const PackedMatrix& b, float beta, float* c, int64_t ldc);
+// The left operand A (m x K): element (i, k) is at
+// data[i * row_stride + k * depth_stride]. The time loops pass row-major
+// blocks (depth_stride 1); the weight gradients pass transposed ones.
+struct LeftMatrix {
+  const float* data;
+  int64_t row_stride;
+  int64_t depth_stride = 1;
+};
+
+// C (m x N) = A (m x K) B + beta C, C row-major with leading dimension ldc,
+// where B (K x N) is packed and not empty. Splits B's panels (and, when
+// there are fewer panels than threads, A's rows) over the intra-op threads
+// with at::parallel_for, which runs them only where this library is
+// compiled with OpenMP (-fopenmp): without it, on one thread.
+void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
+                     float beta, float* c, int64_t ldc);
 
 }  // namespace fusedrnn::cpu

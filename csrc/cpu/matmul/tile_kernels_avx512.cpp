@@ -31,6 +31,17 @@ FUSEDRNN_AVX512 void tile(int64_t depth, const float* a, int64_t lda,
   for (int r = 0; r < kRows; ++r) {
     for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
   }
+  // The tile of C read at the end is fetched while the k loop runs: in
+  // large multiplies it has usually left the caches since the previous
+  // depth block wrote it.
+  if (beta != 0.0f) {
+    for (int r = 0; r < kRows; ++r) {
+      for (int v = 0; v < kVectors; ++v) {
+        _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16 * v),
+                     _MM_HINT_T0);
+      }
+    }
+  }
   for (int64_t k = 0; k < depth; ++k) {
     __m512 panel[kVectors];
     for (int v = 0; v < kVectors; ++v) {

@@ -1,0 +1,30 @@
+#include "whole_multiply.h"
+
+#include "matmul/packed_multiply.h"
+
+namespace fusedrnn::cpu {
+
+at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
+                          const std::optional<at::Tensor>& bias) {
+  if (a.scalar_type() != at::kFloat || !packed_multiply_available()) {
+    return bias ? at::addmm(*bias, a, b) : at::mm(a, b);
+  }
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&
+                  b.scalar_type() == at::kFloat,
+              "fusedrnn: whole_multiply got ", a.sizes(), " x ", b.sizes());
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  at::Tensor out = bias ? bias->expand({M, N}).contiguous()
+                        : at::empty({M, N}, a.options());
+  if (M == 0 || N == 0) return out;
+  if (K == 0) return bias ? out : out.zero_();
+  // PackedMatrix reads a row-major W as W or as W^T.
+  const bool transposed = !b.is_contiguous() && b.t().is_contiguous();
+  const at::Tensor w = transposed ? b.t() : b.contiguous();
+  const PackedMatrix packed(w.data_ptr<float>(), w.size(0), w.size(1),
+                            transposed);
+  packed_multiply(M, {a.data_ptr<float>(), a.stride(0), a.stride(1)}, packed,
+                  bias ? 1.0f : 0.0f, out.data_ptr<float>(), N);
+  return out;
+}
+
+}  // namespace fusedrnn::cpu

@@ -1,0 +1,26 @@
+// The large products outside the time loops: the input projection of all
+// steps in the forward, the input and weight gradients in the backward.
+//
+// Each is one multiply over every row of the sequence, thousands of rows by
+// a few hundred to a few thousand columns. For float on a CPU with AVX-512
+// they run on the same tile kernels as the step multiplies (matmul/), which
+// here reach about twice the rate of at::mm's MKL sgemm on these shapes;
+// elsewhere at::mm does them.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace fusedrnn::cpu {
+
+// a (M x K) times b (K x N), plus `bias` (N) on every row when given, as a
+// new contiguous (M x N) tensor. a and b are 2-D CPU tensors of one dtype;
+// b is best contiguous or a transposed contiguous tensor (anything else is
+// copied first), a may have any strides (a transposed one is read in
+// blocks). Pass as b the operand with fewer elements: it is copied once
+// into the kernels' layout.
+at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
+                          const std::optional<at::Tensor>& bias = std::nullopt);
+
+}  // namespace fusedrnn::cpu
