@@ -14,16 +14,17 @@ import torch
 import fusedrnn  # noqa: F401  (loads the ops)
 from op_inputs import lstm_layer_args
 
-# (T, B, I, H, proj): batches of 1, 7, 13 and 200 rows; H = 5, 17, 67 and
+# (T, B, I, H, proj): batches of 1, 7, 13 and 200 rows (at least
+# kMinRowsToPack = 16 rows in all, or the weights are not packed); H = 5, 17, 67 and
 # 261 give 4H = 20, 68, 268 and 1044 columns (partial vectors and panels).
 # The backward's depth 4H = 1044 exceeds one depth block; projections of 5,
 # 33 and 16 are the W_hr multiplies' N. The multiplies outside the time loop
 # (whole_multiply) see M = T*B or 4H rows: 600 rows (T5-B120) and 4H = 268
 # or 1044 are cut into a part per thread, the weight gradients' depth T*B =
 # 600 spans two depth blocks, and I = 70 leaves a 6-column panel.
-SHAPES = [(3, 1, 4, 5, 0), (4, 7, 3, 17, 0), (4, 13, 6, 67, 0),
+SHAPES = [(20, 1, 4, 5, 0), (4, 7, 3, 17, 0), (4, 13, 6, 67, 0),
           (3, 200, 5, 17, 0), (3, 13, 8, 261, 0), (4, 7, 3, 17, 5),
-          (4, 13, 6, 67, 33), (3, 1, 4, 67, 16), (5, 120, 70, 67, 0)]
+          (4, 13, 6, 67, 33), (20, 1, 4, 67, 16), (5, 120, 70, 67, 0)]
 SHAPE_IDS = [f"T{T}-B{B}-I{I}-H{H}" + (f"-P{P}" if P else "")
              for T, B, I, H, P in SHAPES]
 RTOL = ATOL = 1e-5

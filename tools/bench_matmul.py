@@ -80,6 +80,7 @@ BINDING = r"""
 #include <vector>
 
 #include "cpu/matmul.h"
+#include "cpu/matmul/packed_multiply.h"
 #include "cpu/whole_multiply.h"
 
 using fusedrnn::cpu::RightOperand;
@@ -87,8 +88,9 @@ using fusedrnn::cpu::RightOperand;
 // C = A op(W) + beta C with W (rows, cols) as given; returns C.
 at::Tensor multiply(const at::Tensor& a, const at::Tensor& w, bool transpose,
                     double beta, at::Tensor c) {
+  // Packed as for a time loop of many steps, whatever a's rows.
   const RightOperand<float> op(w.data_ptr<float>(), w.size(0), w.size(1),
-                               transpose);
+                               transpose, fusedrnn::cpu::kMinRowsToPack);
   fusedrnn::cpu::multiply(a.size(0), a.data_ptr<float>(), a.stride(0), op,
                           static_cast<float>(beta), c.data_ptr<float>(),
                           c.stride(0));
@@ -100,7 +102,7 @@ double seconds_per_multiply(const at::Tensor& a, const at::Tensor& w,
                             bool transpose, at::Tensor c, int64_t steps,
                             int64_t repeats) {
   const RightOperand<float> op(w.data_ptr<float>(), w.size(0), w.size(1),
-                               transpose);
+                               transpose, steps * a.size(0));
   std::vector<double> times;
   for (int64_t r = 0; r < repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();

@@ -43,15 +43,16 @@ void blas_gemm(const char* ta, const char* tb, const int* m, const int* n,
   dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// op(W) in the tile kernels' layout, or nothing where they cannot run:
-// double, a CPU without them, or an empty W (which BLAS handles).
+// op(W) in the tile kernels' layout, or nothing where they cannot run or
+// would not repay the copy: double, a CPU without them, too few rows, or
+// an empty W (which BLAS handles).
 PackedMatrix pack_for_kernels(const float* w, int64_t rows, int64_t cols,
-                              bool transpose) {
-  if (!packed_multiply_available()) return {};
+                              bool transpose, int64_t total_rows) {
+  if (!packed_multiply_available() || total_rows < kMinRowsToPack) return {};
   return PackedMatrix(w, rows, cols, transpose);
 }
 
-PackedMatrix pack_for_kernels(const double*, int64_t, int64_t, bool) {
+PackedMatrix pack_for_kernels(const double*, int64_t, int64_t, bool, int64_t) {
   return {};
 }
 
@@ -59,9 +60,9 @@ PackedMatrix pack_for_kernels(const double*, int64_t, int64_t, bool) {
 
 template <typename T>
 RightOperand<T>::RightOperand(const T* w, int64_t rows, int64_t cols,
-                              bool transpose)
+                              bool transpose, int64_t total_rows)
     : w_(w), rows_(rows), cols_(cols), transpose_(transpose),
-      packed_(pack_for_kernels(w, rows, cols, transpose)) {}
+      packed_(pack_for_kernels(w, rows, cols, transpose, total_rows)) {}
 
 template class RightOperand<float>;
 template class RightOperand<double>;

@@ -23,9 +23,12 @@ namespace fusedrnn::cpu {
 template <typename T>
 class RightOperand {
  public:
-  // For float this packs op(W) when the tile kernels can run: K*N copies,
-  // paid once per op call and repaid by every step's multiply.
-  RightOperand(const T* w, int64_t rows, int64_t cols, bool transpose);
+  // For float this packs op(W) when the tile kernels can run and the
+  // multiplies will take at least kMinRowsToPack rows in all (`total_rows`,
+  // summed over the steps): K*N copies, paid once per op call and repaid by
+  // every step's multiply.
+  RightOperand(const T* w, int64_t rows, int64_t cols, bool transpose,
+               int64_t total_rows);
 
   int64_t k() const { return transpose_ ? cols_ : rows_; }
   int64_t n() const { return transpose_ ? rows_ : cols_; }

@@ -63,9 +63,10 @@ LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,
 
   AT_DISPATCH_FLOATING_TYPES(in.input.scalar_type(), "layer_forward", [&] {
     using T = scalar_t;
-    const RightOperand<T> hh(w_hh.data_ptr<T>(), G * H, P, /*transpose=*/true);
+    const RightOperand<T> hh(w_hh.data_ptr<T>(), G * H, P, /*transpose=*/true,
+                             rows);
     std::optional<RightOperand<T>> hr;
-    if (w_hr.defined()) hr.emplace(w_hr.data_ptr<T>(), P, H, true);
+    if (w_hr.defined()) hr.emplace(w_hr.data_ptr<T>(), P, H, true, rows);
     forward_sequence<Cell, T>(
         shape.layout, H, P, hh, hr ? &*hr : nullptr,
         {h0.data_ptr<T>(), data_or_null<T>(c0), bias_h.data_ptr<T>(),
@@ -125,9 +126,10 @@ LayerGradients layer_backward(const LayerInputs& in,
 
   AT_DISPATCH_FLOATING_TYPES(in.input.scalar_type(), "layer_backward", [&] {
     using T = scalar_t;
-    const RightOperand<T> hh(w_hh.data_ptr<T>(), G * H, P, /*transpose=*/false);
+    const RightOperand<T> hh(w_hh.data_ptr<T>(), G * H, P, /*transpose=*/false,
+                             rows);
     std::optional<RightOperand<T>> hr;
-    if (projected) hr.emplace(w_hr.data_ptr<T>(), P, H, false);
+    if (projected) hr.emplace(w_hr.data_ptr<T>(), P, H, false, rows);
     backward_sequence<Cell, T>(
         shape.layout, H, P, hh, hr ? &*hr : nullptr,
         {h0.data_ptr<T>(), data_or_null<T>(c0), output_c.data_ptr<T>(),

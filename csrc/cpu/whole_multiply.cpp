@@ -6,7 +6,8 @@ namespace fusedrnn::cpu {
 
 at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
                           const std::optional<at::Tensor>& bias) {
-  if (a.scalar_type() != at::kFloat || !packed_multiply_available()) {
+  if (a.scalar_type() != at::kFloat || !packed_multiply_available() ||
+      a.size(0) < kMinRowsToPack) {
     return bias ? at::addmm(*bias, a, b) : at::mm(a, b);
   }
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&

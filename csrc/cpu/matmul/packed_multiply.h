@@ -11,6 +11,12 @@ namespace fusedrnn::cpu {
 // its matrix only then; otherwise BLAS does the multiplies.
 bool packed_multiply_available();
 
+// Packing B copies all of it (K*N elements), which the faster multiplies
+// repay only over enough rows of A: about 8 at the break-even of a copy
+// against BLAS's single-row rate. Below this many rows in all (one step of
+// batch 1, say: the streaming case), B is used in place by BLAS.
+constexpr int64_t kMinRowsToPack = 16;
+
 // The left operand A (m x K): element (i, k) is at
 // data[i * row_stride + k * depth_stride]. The time loops pass row-major
 // blocks (depth_stride 1); the weight gradients pass transposed ones.
