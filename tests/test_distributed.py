@@ -38,6 +38,9 @@ def _worker(rank, store_path, result_path):
         _loss(model, shard).backward()
         if rank == 0:
             torch.save([p.grad for p in model.module.parameters()], result_path)
+        # Both ranks leave together: a rank that tears gloo down while the
+        # other still talks to it aborts the other (seen once in a full run).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
