@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 
@@ -43,26 +44,56 @@ void blas_gemm(const char* ta, const char* tb, const int* m, const int* n,
   dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// op(W) in the tile kernels' layout, or nothing where they cannot run or
-// would not repay the copy: double, a CPU without them, too few rows, or
-// an empty W (which BLAS handles).
-PackedMatrix pack_for_kernels(const float* w, int64_t rows, int64_t cols,
-                              bool transpose, int64_t total_rows) {
-  if (!packed_multiply_available() || total_rows < kMinRowsToPack) return {};
-  return PackedMatrix(w, rows, cols, transpose);
+// Block g of op(W) (columns [g*n, (g+1)*n)) in the tile kernels' layout,
+// or nothing where they cannot run or would not repay the copy: double, a
+// CPU without them, too few rows, or an empty W (which BLAS handles).
+std::vector<PackedMatrix> pack_for_kernels(const float* w, int64_t rows,
+                                           int64_t cols, bool transpose,
+                                           int64_t total_rows, int64_t groups) {
+  std::vector<PackedMatrix> blocks;
+  if (!packed_multiply_available() || total_rows < kMinRowsToPack) return blocks;
+  // Column blocks of W^T are row blocks of W, which pack as they stand.
+  TORCH_INTERNAL_ASSERT(groups == 1 || transpose);
+  const int64_t block_rows = transpose ? rows / groups : rows;
+  for (int64_t g = 0; g < groups; ++g) {
+    blocks.emplace_back(w + g * block_rows * cols, block_rows, cols, transpose);
+  }
+  return blocks;
 }
 
-PackedMatrix pack_for_kernels(const double*, int64_t, int64_t, bool, int64_t) {
+std::vector<PackedMatrix> pack_for_kernels(const double*, int64_t, int64_t,
+                                           bool, int64_t, int64_t) {
   return {};
+}
+
+// C (m x n) = A (m x k) op(W') + beta C, where W' is the part of W that
+// starts at `w` (row-major, leading dimension ldw) and op(W') is k x n.
+// BLAS is column-major: the row-major C = A op(W') is the column-major
+// C^T = op(W')^T A^T, i.e. the call with the operands swapped. A row-major
+// W' read column-major is W'^T, so `transpose` maps to 'T' as it stands.
+template <typename T>
+void blas_multiply(int64_t m, const T* a, int64_t lda, const T* w,
+                   int64_t ldw, int64_t k, int64_t n, bool transpose, T beta,
+                   T* c, int64_t ldc) {
+  const char tw = transpose ? 'T' : 'N';
+  const char ta = 'N';
+  const int in = blas_int(n), im = blas_int(m), ik = blas_int(k);
+  const int ildw = blas_int(ldw), ilda = blas_int(lda), ildc = blas_int(ldc);
+  const T one = 1;
+  blas_gemm(&tw, &ta, &in, &im, &ik, &one, w, &ildw, a, &ilda, &beta, c,
+            &ildc);
 }
 
 }  // namespace
 
 template <typename T>
 RightOperand<T>::RightOperand(const T* w, int64_t rows, int64_t cols,
-                              bool transpose, int64_t total_rows)
-    : w_(w), rows_(rows), cols_(cols), transpose_(transpose),
-      packed_(pack_for_kernels(w, rows, cols, transpose, total_rows)) {}
+                              bool transpose, int64_t total_rows,
+                              int64_t groups)
+    : w_(w), rows_(rows), cols_(cols), transpose_(transpose), groups_(groups),
+      packed_(pack_for_kernels(w, rows, cols, transpose, total_rows, groups)) {
+  TORCH_INTERNAL_ASSERT(groups >= 1 && n() % groups == 0);
+}
 
 template class RightOperand<float>;
 template class RightOperand<double>;
@@ -71,29 +102,53 @@ template <typename T>
 void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
               T beta, T* c, int64_t ldc) {
   if (m == 0) return;
+  const int64_t units = w.units();
   if constexpr (std::is_same_v<T, float>) {
     if (!w.packed_.empty()) {
-      packed_multiply(m, {a, lda}, w.packed_, beta, c, ldc);
+      for (int64_t g = 0; g < w.groups_; ++g) {
+        packed_multiply(m, {a, lda}, w.packed_[g], beta, c + g * units, ldc);
+      }
       return;
     }
   }
-  // BLAS is column-major: the row-major C = A op(W) is the column-major
-  // C^T = op(W)^T A^T, i.e. the call with the operands swapped. A row-major
-  // W read column-major is W^T, so `transpose` maps to 'T' as it stands.
-  const char tw = w.transpose_ ? 'T' : 'N';
-  const char ta = 'N';
-  const int n = blas_int(w.n()), mm = blas_int(m), k = blas_int(w.k());
-  const int ldw = blas_int(w.cols_), ilda = blas_int(lda), ildc = blas_int(ldc);
-  const T one = 1;
-  blas_gemm(&tw, &ta, &n, &mm, &k, &one, w.w_, &ldw, a, &ilda, &beta, c,
-            &ildc);
+  blas_multiply(m, a, lda, w.w_, w.cols_, w.k(), w.n(), w.transpose_, beta, c,
+                ldc);
 }
 
-template void multiply<float>(int64_t, const float*, int64_t,
-                              const RightOperand<float>&, float, float*,
-                              int64_t);
-template void multiply<double>(int64_t, const double*, int64_t,
-                               const RightOperand<double>&, double, double*,
-                               int64_t);
+template <typename T>
+void multiply_units(int64_t m, const T* a, int64_t lda,
+                    const RightOperand<T>& w, int64_t s0, int64_t s1, T* c,
+                    int64_t ldc) {
+  const int64_t units = w.units();
+  const int64_t u0 = s0 * kUnitSlice;
+  const int64_t u1 = std::min(units, s1 * kUnitSlice);
+  if (m == 0 || u0 >= u1) return;
+  for (int64_t g = 0; g < w.groups_; ++g) {
+    const int64_t column0 = g * units + u0;
+    if constexpr (std::is_same_v<T, float>) {
+      if (!w.packed_.empty()) {
+        // Slice s of block g is panel s of its packed matrix.
+        multiply_panel_range(m, {a, lda}, w.packed_[g], 0.0f, c + g * units,
+                             ldc, s0, s1);
+        continue;
+      }
+    }
+    // Columns [column0, column0 + u1 - u0) of op(W): rows of W when op(W)
+    // is W^T, columns of W otherwise.
+    const T* part = w.transpose_ ? w.w_ + column0 * w.cols_ : w.w_ + column0;
+    blas_multiply(m, a, lda, part, w.cols_, w.k(), u1 - u0, w.transpose_,
+                  T(0), c + column0, ldc);
+  }
+}
+
+#define FUSEDRNN_INSTANTIATE_MULTIPLY(T)                                      \
+  template void multiply<T>(int64_t, const T*, int64_t,                       \
+                            const RightOperand<T>&, T, T*, int64_t);          \
+  template void multiply_units<T>(int64_t, const T*, int64_t,                 \
+                                  const RightOperand<T>&, int64_t, int64_t,   \
+                                  T*, int64_t);
+FUSEDRNN_INSTANTIATE_MULTIPLY(float)
+FUSEDRNN_INSTANTIATE_MULTIPLY(double)
+#undef FUSEDRNN_INSTANTIATE_MULTIPLY
 
 }  // namespace fusedrnn::cpu

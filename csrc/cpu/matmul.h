@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "matmul/packed_matrix.h"
 
@@ -20,28 +21,46 @@ namespace fusedrnn::cpu {
 // op(W) for a row-major weight W of size (rows, cols): W itself (K = rows,
 // N = cols) or W^T (K = cols, N = rows). Borrows W, which must outlive it
 // (BLAS reads it in place). Defined for float and double.
+//
+// The N columns form `groups` equal blocks (the gates of W_hh^T). Column
+// c of every block belongs to hidden unit c, so a thread that multiplies
+// the same columns of every block has all gates of its units
+// (multiply_units), and can apply the cell's math to them at once.
+// Units per slice in multiply_units: one panel of the tile kernels.
+constexpr int64_t kUnitSlice = PackedMatrix::kPanelWidth;
+
 template <typename T>
 class RightOperand {
  public:
-  // For float this packs op(W) when the tile kernels can run and the
-  // multiplies will take at least kMinRowsToPack rows in all (`total_rows`,
-  // summed over the steps): K*N copies, paid once per op call and repaid by
-  // every step's multiply.
+  // For float this packs op(W), block by block, when the tile kernels can
+  // run and the multiplies will take at least kMinRowsToPack rows in all
+  // (`total_rows`, summed over the steps): K*N copies, paid once per op
+  // call and repaid by every step's multiply.
   RightOperand(const T* w, int64_t rows, int64_t cols, bool transpose,
-               int64_t total_rows);
+               int64_t total_rows, int64_t groups = 1);
 
   int64_t k() const { return transpose_ ? cols_ : rows_; }
   int64_t n() const { return transpose_ ? rows_ : cols_; }
+  // Columns per block, and slices of kUnitSlice of them.
+  int64_t units() const { return n() / groups_; }
+  int64_t unit_slices() const {
+    return (units() + kUnitSlice - 1) / kUnitSlice;
+  }
 
  private:
   template <typename U>
   friend void multiply(int64_t, const U*, int64_t, const RightOperand<U>&,
                        U, U*, int64_t);
+  template <typename U>
+  friend void multiply_units(int64_t, const U*, int64_t, const RightOperand<U>&,
+                             int64_t, int64_t, U*, int64_t);
   const T* w_;
   int64_t rows_, cols_;
   bool transpose_;
-  // op(W) for the tile kernels; empty when BLAS does the multiplies.
-  PackedMatrix packed_;
+  int64_t groups_;
+  // Each block of op(W) for the tile kernels; empty when BLAS does the
+  // multiplies.
+  std::vector<PackedMatrix> packed_;
 };
 
 extern template class RightOperand<float>;
@@ -52,5 +71,14 @@ extern template class RightOperand<double>;
 template <typename T>
 void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
               T beta, T* c, int64_t ldc);
+
+// C = A op(W) (beta 0) for the units of slices [s0, s1) only: columns
+// [u0, u1) of every block, u0 = s0 * kUnitSlice, u1 = min(units, s1 *
+// kUnitSlice). Runs on the calling thread: the caller spreads the slices
+// over its threads. Defined for float and double.
+template <typename T>
+void multiply_units(int64_t m, const T* a, int64_t lda,
+                    const RightOperand<T>& w, int64_t s0, int64_t s1, T* c,
+                    int64_t ldc);
 
 }  // namespace fusedrnn::cpu

@@ -64,7 +64,7 @@ LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,
   AT_DISPATCH_FLOATING_TYPES(in.input.scalar_type(), "layer_forward", [&] {
     using T = scalar_t;
     const RightOperand<T> hh(w_hh.data_ptr<T>(), G * H, P, /*transpose=*/true,
-                             rows);
+                             rows, /*groups=*/G);
     std::optional<RightOperand<T>> hr;
     if (w_hr.defined()) hr.emplace(w_hr.data_ptr<T>(), P, H, true, rows);
     forward_sequence<Cell, T>(

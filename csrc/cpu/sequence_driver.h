@@ -63,18 +63,20 @@ struct StepRows {
   const T* c;                // (live, H): this step's cell state (backward)
 };
 
-// Gate math of one step for rows [b0, b1). `gates` holds the input
-// projections on entry; the cell's saved values go to `saved`, or in place
-// of the gates when it saves as many values as it has gates. The buffers
-// never overlap; saying so (__restrict) is what lets the compiler turn the
-// activations' clamps into vector selects and vectorise the unit loop.
+// Gate math of one step for rows [0, live) and units [j0, j1). `gates`
+// holds the input projections on entry; the cell's saved values go to
+// `saved`, or in place of the gates when it saves as many values as it has
+// gates. The buffers never overlap; saying so (__restrict) is what lets the
+// compiler turn the activations' clamps into vector selects and vectorise
+// the unit loop.
 template <typename Cell, typename T>
-FUSEDRNN_MULTIVERSION void forward_rows(
-    int64_t b0, int64_t b1, int64_t H, int64_t P, const StepRows<T>& rows,
-    T* __restrict gates, T* __restrict saved, const T* __restrict recurrent,
-    const T* __restrict bias_h, T* __restrict c_out, T* __restrict h_out) {
+FUSEDRNN_MULTIVERSION void forward_units(
+    int64_t live, int64_t j0, int64_t j1, int64_t H, int64_t P,
+    const StepRows<T>& rows, T* __restrict gates, T* __restrict saved,
+    const T* __restrict recurrent, const T* __restrict bias_h,
+    T* __restrict c_out, T* __restrict h_out) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  for (int64_t b = b0; b < b1; ++b) {
+  for (int64_t b = 0; b < live; ++b) {
     T* __restrict gate_row = gates + b * G * H;
     const T* __restrict rec_row = recurrent + b * G * H;
     T* __restrict h_row = h_out + b * H;
@@ -88,7 +90,7 @@ FUSEDRNN_MULTIVERSION void forward_rows(
       c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
       c_row = c_out + b * H;
     }
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       T c_new = T(0);
       T* saved_unit;
       if constexpr (S == G) {
@@ -157,15 +159,29 @@ struct ForwardBuffers {
   T* unprojected;   // (B, H) scratch, with a projection only
 };
 
-// Forward time loop. `w_hh` is op(W_hh) = W_hh^T (P -> G*H); `w_hr`, when
-// not null, is W_hr^T (H -> P).
+// Slices of units per parallel task of a forward step: enough
+// multiply-adds to amortise waking a thread.
+inline int64_t slices_per_task(int64_t live, int64_t K, int64_t gates) {
+  constexpr int64_t kWorkPerTask = 1 << 18;
+  const int64_t slice_work = std::max<int64_t>(
+      1, live * K * gates * kUnitSlice);
+  return std::max<int64_t>(1, kWorkPerTask / slice_work);
+}
+
+// Forward time loop. `w_hh` is op(W_hh) = W_hh^T (P -> G*H) in G blocks
+// (one per gate); `w_hr`, when not null, is W_hr^T (H -> P).
+//
+// A step is one parallel region: each thread takes whole slices of hidden
+// units, multiplies the recurrent columns of every gate of its units and
+// applies the cell's math to them while they are in its cache. Threads
+// meet only at the end of the step (and around the projection, which needs
+// every unit).
 template <typename Cell, typename T>
 void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                       const RightOperand<T>& w_hh,
                       const RightOperand<T>* w_hr,
                       const ForwardBuffers<T>& buf) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  const int64_t grain = rows_per_task(G * H);
   for (int64_t s = 0; s < layout.steps(); ++s) {
     const int64_t t = layout.step(s), live = layout.live(t);
     const int64_t row0 = layout.offset(t);
@@ -175,19 +191,23 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                            buf.cells ? buf.cells + prev_row0 * H : nullptr,
                            buf.c0, nullptr};
 
-    multiply(rows.continuing, rows.h_previous_step, P, w_hh, T(0),
-             buf.recurrent, G * H);
-    multiply(live - rows.continuing, buf.h0 + rows.continuing * P, P, w_hh,
-             T(0), buf.recurrent + rows.continuing * G * H, G * H);
     T* gates_t = buf.gates + row0 * G * H;
     T* saved_t = buf.saved + row0 * S * H;
     T* cells_t = buf.cells ? buf.cells + row0 * H : nullptr;
     T* output_t = buf.output + row0 * P;
     T* h_out = w_hr != nullptr ? buf.unprojected : output_t;
-    at::parallel_for(0, live, grain, [&](int64_t b0, int64_t b1) {
-      forward_rows<Cell>(b0, b1, H, P, rows, gates_t, saved_t, buf.recurrent,
-                         buf.bias_h, cells_t, h_out);
-    });
+    at::parallel_for(
+        0, w_hh.unit_slices(), slices_per_task(live, P, G),
+        [&](int64_t s0, int64_t s1) {
+          multiply_units(rows.continuing, rows.h_previous_step, P, w_hh, s0,
+                         s1, buf.recurrent, G * H);
+          multiply_units(live - rows.continuing,
+                         buf.h0 + rows.continuing * P, P, w_hh, s0, s1,
+                         buf.recurrent + rows.continuing * G * H, G * H);
+          forward_units<Cell>(live, s0 * kUnitSlice, std::min(H, s1 * kUnitSlice), H,
+                              P, rows, gates_t, saved_t, buf.recurrent,
+                              buf.bias_h, cells_t, h_out);
+        });
     if (w_hr != nullptr) {
       multiply(live, buf.unprojected, H, *w_hr, T(0), output_t, P);
     }

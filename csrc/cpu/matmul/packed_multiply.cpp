@@ -105,6 +105,12 @@ void multiply_panels(int64_t i_begin, int64_t i_end, const LeftMatrix& a,
 
 bool packed_multiply_available() { return has_avx512_kernels(); }
 
+void multiply_panel_range(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
+                          float beta, float* c, int64_t ldc, int64_t p0,
+                          int64_t p1) {
+  multiply_panels(0, m, a, b, beta, c, ldc, p0, p1);
+}
+
 void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
                      float beta, float* c, int64_t ldc) {
   const int64_t panels = b.panels();

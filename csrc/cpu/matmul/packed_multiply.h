@@ -34,4 +34,10 @@ struct LeftMatrix {
 void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
                      float beta, float* c, int64_t ldc);
 
+// The same for B's panels [p0, p1) only (C's columns [64 p0, 64 p1), fewer
+// in a narrow last panel), on the calling thread.
+void multiply_panel_range(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
+                          float beta, float* c, int64_t ldc, int64_t p0,
+                          int64_t p1);
+
 }  // namespace fusedrnn::cpu
