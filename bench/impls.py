@@ -45,7 +45,7 @@ def _compiled_reference(module):
 class Impl:
     name: str
     build: Callable    # torch.nn module -> module to run
-    context: Callable  # device -> context manager the whole measurement runs in
+    context: Callable  # device -> context manager its building and timing run in
 
 
 IMPLS = {impl.name: impl for impl in (

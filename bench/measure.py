@@ -5,28 +5,45 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils import benchmark
 
-# blocked_autorange stops after min_run_time, which for the large sizes is a
-# single call; a median needs a few.
-MIN_SAMPLES = 3
+# Timing runs in rounds that interleave the implementations of a case: the
+# speed of a shared machine drifts over minutes (other tenants, clocks), and
+# interleaving makes every implementation see the same drift, so the ratios
+# hold even when absolute times move. Three rounds also give the large
+# sizes, where one call outlasts min_run_time, a median of three calls.
+ROUNDS = 3
 
 
-def time_step(step, min_run_time):
-    """Median and interquartile range of `step`, in seconds per call.
+def time_steps(steps, min_run_time, rounds=ROUNDS):
+    """Median and interquartile range, in seconds per call, of each step.
 
+    `steps` maps a name to (step, context): a callable and a context
+    manager factory entered around its timing. Each round times every step
+    for min_run_time / rounds; a step's statistics pool its rounds.
     torch.utils.benchmark picks how many calls to group per sample, warms
     up, and synchronizes CUDA around each sample.
     """
-    # Timer runs on one thread unless told otherwise; torch runs on all.
-    timer = benchmark.Timer("step()", globals={"step": step},
-                            num_threads=torch.get_num_threads())
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    times = list(measurement.raw_times)
-    while len(times) < MIN_SAMPLES:
-        times += timer.timeit(measurement.number_per_run).raw_times
-    measurement = benchmark.Measurement(measurement.number_per_run, times,
-                                        measurement.task_spec)
-    return {"median_s": measurement.median, "iqr_s": measurement.iqr,
-            "samples": len(times), "calls_per_sample": measurement.number_per_run}
+    per_call = {name: [] for name in steps}
+    spec, calls = {}, {}
+    for _ in range(rounds):
+        for name, (step, context) in steps.items():
+            # Timer runs on one thread unless told otherwise; torch runs on all.
+            timer = benchmark.Timer("step()", globals={"step": step},
+                                    num_threads=torch.get_num_threads())
+            with context():
+                measurement = timer.blocked_autorange(min_run_time=min_run_time / rounds)
+            per_call[name] += measurement.times
+            spec[name], calls[name] = measurement.task_spec, measurement.number_per_run
+    results = {}
+    for name, times in per_call.items():
+        pooled = benchmark.Measurement(1, times, spec[name])
+        results[name] = {"median_s": pooled.median, "iqr_s": pooled.iqr,
+                         "samples": len(times), "calls_per_sample": calls[name]}
+    return results
+
+
+def time_step(step, min_run_time):
+    """time_steps for a single step."""
+    return time_steps({"step": (step, nullcontext)}, min_run_time)["step"]
 
 
 class _SavedTensors:

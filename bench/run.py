@@ -8,7 +8,7 @@ import torch
 from .cases import DTYPES, flops, make_input
 from .cells import CELLS
 from .impls import IMPLS, make_step
-from .measure import machine_peak, probe, time_step
+from .measure import machine_peak, probe, time_steps
 
 
 class Progress:
@@ -46,18 +46,17 @@ def run_case(case, impl_names, min_run_time, peak_gflops, progress):
     input, leaf, tokens = make_input(case, torch.Generator().manual_seed(0))
     case_flops = flops(case, tokens)
 
-    results = {}
+    results, steps = {}, {}
     for name in impl_names:
         try:
-            result = _measure_impl(name, module, input, leaf, case, min_run_time)
+            steps[name], results[name] = _prepare_impl(name, module, input, leaf, case)
         except Exception as error:  # noqa: BLE001 - one failure must not end the run
             message = f"{type(error).__name__}: {str(error).strip()}".splitlines()[0][:300]
             progress.note(f"    {name} failed: {message}")
             results[name] = {"error": message}
-            continue
-        gflops = case_flops / result["median_s"] / 1e9
-        result.update(gflops=gflops, pct_of_peak=100 * gflops / peak_gflops)
-        results[name] = result
+    for name, timing in time_steps(steps, min_run_time).items():
+        gflops = case_flops / timing["median_s"] / 1e9
+        results[name].update(timing, gflops=gflops, pct_of_peak=100 * gflops / peak_gflops)
 
     return {"id": case.id, "cell": case.cell, "size": case.size, **case.shape._asdict(),
             "proj_size": case.proj_size, "input": case.input, "dtype": case.dtype,
@@ -65,9 +64,15 @@ def run_case(case, impl_names, min_run_time, peak_gflops, progress):
             "results": results}
 
 
-def _measure_impl(name, module, input, leaf, case, min_run_time):
+def _prepare_impl(name, module, input, leaf, case):
+    """(step, context) to time for one implementation, and what `probe` saw
+    of it: the bytes saved for backward and, for fusedrnn, its ops."""
     impl = IMPLS[name]
-    with impl.context(case.device):
+
+    def context():
+        return impl.context(case.device)
+
+    with context():
         built = impl.build(module)
         step, leaves = make_step(built, input, leaf, case.mode, case.proj_size or case.shape.H)
         step()  # warm-up: oneDNN primitives, allocator caches, compilation
@@ -75,7 +80,6 @@ def _measure_impl(name, module, input, leaf, case, min_run_time):
         # reference fallback ran is what the reader needs to know.
         watched = "fusedrnn" if name == "fusedrnn" else None
         result = probe(step, leaves, case.device, namespace=watched)
-        if case.mode == "fwd":
-            del result["saved_bytes"]  # nothing is saved without grad
-        result.update(time_step(step, min_run_time))
-    return result
+    if case.mode == "fwd":
+        del result["saved_bytes"]  # nothing is saved without grad
+    return (step, context), result
