@@ -5,29 +5,17 @@
 
 #include <algorithm>
 
+#include "strided_copy.h"
+
 namespace fusedrnn::cpu {
 namespace {
 
-// Panel p of op(W) = W^T: panel column n is row (first + n) of W. Copied in
-// blocks of 16 of those rows by 16 of their elements: the 16 rows are read
-// as 16 sequential streams, which the hardware prefetcher follows, and the
-// 16 columns of one k are written as one whole cache line.
-constexpr int64_t kBlock = PackedMatrix::kVectorWidth;
-
+// Panel p of op(W) = W^T: panel column n is row (first + n) of W, so
+// panel row k is column k of those rows.
 void pack_transposed_panel(const float* w, int64_t cols, int64_t first,
                            int64_t columns, int64_t width, float* panel) {
-  const int64_t depth = cols;
-  for (int64_t n0 = 0; n0 < columns; n0 += kBlock) {
-    const int64_t n1 = std::min(columns, n0 + kBlock);
-    for (int64_t k0 = 0; k0 < depth; k0 += kBlock) {
-      const int64_t k1 = std::min(depth, k0 + kBlock);
-      for (int64_t k = k0; k < k1; ++k) {
-        for (int64_t n = n0; n < n1; ++n) {
-          panel[k * width + n] = w[(first + n) * cols + k];
-        }
-      }
-    }
-  }
+  copy_in_squares(/*rows=*/cols, columns, w + first * cols, 1, cols, panel,
+                  width);
 }
 
 // Panel p of op(W) = W: each panel row is a piece of a row of W.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "strided_copy.h"
 #include "tile_kernels.h"
 
 namespace fusedrnn::cpu {
@@ -28,7 +29,7 @@ constexpr int64_t kMinTaskWork = 1 << 16;
 // A block of A that the tile kernels can read: rows with consecutive
 // elements along k. Row-major A is read in place; any other A is copied
 // block by block into `scratch` (one copy per block, against the
-// 64-column panels' worth of multiply-adds each of its elements meets).
+// panels' worth of multiply-adds each of its elements meets).
 // A transposed A read in place would walk a large power-of-two stride per
 // k, which maps every load to the same few cache sets.
 class RowMajorBlocks {
@@ -44,21 +45,8 @@ class RowMajorBlocks {
       *lda = a_.row_stride;
       return first;
     }
-    // In squares of kSquare x kSquare, so that both the lines read and
-    // the lines written stay in L1 while a square is copied.
-    constexpr int64_t kSquare = 16;
-    for (int64_t r0 = 0; r0 < rows; r0 += kSquare) {
-      const int64_t r1 = std::min(rows, r0 + kSquare);
-      for (int64_t k0 = 0; k0 < depth; k0 += kSquare) {
-        const int64_t k1 = std::min(depth, k0 + kSquare);
-        for (int64_t r = r0; r < r1; ++r) {
-          for (int64_t k = k0; k < k1; ++k) {
-            scratch_[r * depth + k] =
-                first[r * a_.row_stride + k * a_.depth_stride];
-          }
-        }
-      }
-    }
+    copy_in_squares(rows, depth, first, a_.row_stride, a_.depth_stride,
+                    scratch_.data(), depth);
     *lda = depth;
     return scratch_.data();
   }
