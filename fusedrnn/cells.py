@@ -11,8 +11,20 @@ from torch import nn
 from . import _ops, reference
 
 
-def _check_step(input, states, input_size, hidden_size):
+# torch's names of the dtypes in its "must have the same dtype" message.
+_DTYPE_NAMES = {torch.float64: "Double", torch.float32: "Float", torch.float16: "Half",
+                torch.bfloat16: "BFloat16"}
+
+
+def _check_step(input, states, weight, input_size, hidden_size):
     """torch.nn's own checks of one cell step, with its messages."""
+    autocast = torch.amp.is_autocast_available(input.device.type) and \
+        torch.is_autocast_enabled(input.device.type)
+    if input.dtype != weight.dtype and not autocast:
+        # nn's cells fail in their first matmul.
+        names = [_DTYPE_NAMES.get(t.dtype, str(t.dtype)) for t in (input, weight)]
+        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {names[0]} "
+                           f"and {names[1]}")
     if input.size(1) != input_size:
         raise RuntimeError(
             f"input has inconsistent input_size: got {input.size(1)} expected {input_size}")
@@ -46,7 +58,7 @@ def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
         states = (zeros,) * state_count
     elif not batched:
         states = tuple(state.unsqueeze(0) for state in states)
-    _check_step(input, states, cell.input_size, cell.hidden_size)
+    _check_step(input, states, cell.weight_ih, cell.input_size, cell.hidden_size)
 
     weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, None)
     compute_dtype = _ops.kernel_dtype(input)
@@ -54,13 +66,18 @@ def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
     if compute_dtype is None:
         new_states = reference_cell(input, states, weights)
     else:
-        # CPU float16/bfloat16 compute in float32 (see _ops.kernel_dtype).
-        def cast(t):
-            return None if t is None else t.to(compute_dtype)
+        if compute_dtype != input.dtype:
+            # CPU float16/bfloat16 compute in float32 (see _ops.kernel_dtype).
+            # (Only then: a decoding loop calls this per token, and even a
+            # no-op .to() costs about a microsecond.)
+            def cast(t):
+                return None if t is None else t.to(compute_dtype)
 
-        _, new_states = kernel_layer(cast(input).unsqueeze(0), tuple(map(cast, states)),
-                                     tuple(map(cast, weights)))
-    new_states = tuple(state.to(result_dtype) for state in new_states)
+            input = cast(input)
+            states, weights = tuple(map(cast, states)), tuple(map(cast, weights))
+        _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
+    if any(state.dtype != result_dtype for state in new_states):
+        new_states = tuple(state.to(result_dtype) for state in new_states)
     if not batched:
         new_states = tuple(state.squeeze(0) for state in new_states)
     return new_states if state_count == 2 else new_states[0]

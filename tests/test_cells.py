@@ -107,6 +107,8 @@ def test_errors_like_nn(name):
     if lstm:
         cases.append(((torch.randn(3, 10), states((3, 20), (3, 21))), RuntimeError,
                       "hidden1 has inconsistent hidden_size: got 21, expected 20"))
+    cases.append(((torch.randn(3, 10, dtype=torch.float64),), RuntimeError,
+                  "mat1 and mat2 must have the same dtype, but got Double and Float"))
     for args, error, message in cases:
         for cell in (theirs, ours):
             with pytest.raises(error) as info:
