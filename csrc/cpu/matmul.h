@@ -18,6 +18,9 @@
 
 namespace fusedrnn::cpu {
 
+// Units per slice in multiply_units: one panel of the tile kernels.
+constexpr int64_t kUnitSlice = PackedMatrix::kPanelWidth;
+
 // op(W) for a row-major weight W of size (rows, cols): W itself (K = rows,
 // N = cols) or W^T (K = cols, N = rows). Borrows W, which must outlive it
 // (BLAS reads it in place). Defined for float and double.
@@ -26,9 +29,6 @@ namespace fusedrnn::cpu {
 // c of every block belongs to hidden unit c, so a thread that multiplies
 // the same columns of every block has all gates of its units
 // (multiply_units), and can apply the cell's math to them at once.
-// Units per slice in multiply_units: one panel of the tile kernels.
-constexpr int64_t kUnitSlice = PackedMatrix::kPanelWidth;
-
 template <typename T>
 class RightOperand {
  public:

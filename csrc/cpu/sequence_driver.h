@@ -207,9 +207,10 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
           multiply_units(live - rows.continuing,
                          buf.h0 + rows.continuing * P, P, w_hh, s0, s1,
                          buf.recurrent + rows.continuing * G * H, G * H);
-          forward_units<Cell>(live, s0 * kUnitSlice, std::min(H, s1 * kUnitSlice), H,
-                              P, rows, gates_t, saved_t, buf.recurrent,
-                              buf.bias_h, cells_t, h_out);
+          forward_units<Cell>(live, s0 * kUnitSlice,
+                              std::min(H, s1 * kUnitSlice), H, P, rows,
+                              gates_t, saved_t, buf.recurrent, buf.bias_h,
+                              cells_t, h_out);
         });
     if (w_hr != nullptr) {
       multiply(live, buf.unprojected, H, *w_hr, T(0), output_t, P);

@@ -103,11 +103,12 @@ void multiply_panel_range(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
 
 void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
                      float beta, float* c, int64_t ldc) {
+  if (m == 0) return;
   const int64_t panels = b.panels();
   // The threads share the panels, unless there are fewer panels than
   // threads or A must be copied block by block (each thread would copy all
-  // of it): then the rows are cut into one part per thread, in whole row
-  // blocks. The time loops' few rows always meet many panels.
+  // of it): then the rows are cut into a part per thread (fewer when there
+  // are fewer row blocks). The time loops' few rows always meet many panels.
   const int64_t threads = at::get_num_threads();
   const bool split_rows = panels < threads || a.depth_stride != 1;
   const int64_t parts =
@@ -115,8 +116,8 @@ void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
   // Near-equal parts, in whole row tiles.
   const int64_t part_rows =
       ((m + parts - 1) / parts + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows;
-  const int64_t panel_work =
-      std::max<int64_t>(1, std::min(m, part_rows) * b.k() * PackedMatrix::kPanelWidth);
+  const int64_t panel_work = std::max<int64_t>(
+      1, std::min(m, part_rows) * b.k() * PackedMatrix::kPanelWidth);
   const int64_t grain = std::max<int64_t>(1, kMinTaskWork / panel_work);
   // Task i is panel i % panels of row part i / panels. Contiguous shares of
   // panels: with the same threads every step, each keeps working on the
