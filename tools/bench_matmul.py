@@ -121,8 +121,9 @@ double seconds_per_multiply(const at::Tensor& a, const at::Tensor& w,
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("multiply", &multiply);
   m.def("seconds_per_multiply", &seconds_per_multiply);
-  m.def("whole_multiply", [](const at::Tensor& a, const at::Tensor& b) {
-    return fusedrnn::cpu::whole_multiply(a, b);
+  m.def("whole_multiply", [](const at::Tensor& a, const at::Tensor& b,
+                             std::optional<at::Tensor> bias) {
+    return fusedrnn::cpu::whole_multiply(a, b, bias);
   });
 }
 """
@@ -158,14 +159,14 @@ def kernel_shapes():
 
 
 def whole_shapes():
-    """(label, a, b) of the multiplies outside the time loop, per op size:
-    the input projection, the input gradient, the weight gradient (a
-    transposed left operand)."""
+    """(label, a, b, bias) of the multiplies outside the time loop, per op
+    size: the input projection (with b_ih), the input gradient, the weight
+    gradient (a transposed left operand)."""
     for name, (T, B, I, H) in OP_SIZES.items():
         x, dgates, w_ih = torch.randn(T * B, I), torch.randn(T * B, 4 * H), torch.randn(4 * H, I)
-        yield f"in-proj {name}", x, w_ih.t()
-        yield f"grad-in {name}", dgates, w_ih
-        yield f"grad-w {name}", dgates.t(), x
+        yield f"in-proj {name}", x, w_ih.t(), torch.randn(4 * H)
+        yield f"grad-in {name}", dgates, w_ih, None
+        yield f"grad-w {name}", dgates.t(), x, None
 
 
 def bench_kernel(csrc, openmp, repeats):
@@ -199,12 +200,16 @@ def bench_whole(csrc, openmp, repeats):
     ext = build_kernel_module(csrc, openmp)
     print(f"csrc={csrc} openmp={openmp} threads={torch.get_num_threads()}  "
           f"GFLOP/s (median of {repeats})")
-    print(f"{'shape':18} {'M':>5} {'K':>5} {'N':>5} {'whole':>9} {'torch.mm':>9}")
-    for label, a, b in whole_shapes():
+    print(f"{'shape':18} {'M':>5} {'K':>5} {'N':>5} {'whole':>9} {'torch':>9}")
+    for label, a, b, bias in whole_shapes():
         (m, K), N = a.shape, b.shape[1]
-        torch.testing.assert_close(ext.whole_multiply(a, b), a @ b, rtol=1e-4, atol=1e-3)
-        ours = median_time("ext.whole_multiply(a, b)", repeats, ext=ext, a=a, b=b)
-        mm = median_time("torch.mm(a, b)", repeats, torch=torch, a=a, b=b)
+        expected = a @ b if bias is None else torch.addmm(bias, a, b)
+        torch.testing.assert_close(ext.whole_multiply(a, b, bias), expected,
+                                   rtol=1e-4, atol=1e-3)
+        ours = median_time("ext.whole_multiply(a, b, bias)", repeats, ext=ext, a=a,
+                           b=b, bias=bias)
+        mm = median_time("torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)",
+                         repeats, torch=torch, a=a, b=b, bias=bias)
         flops = 2 * m * K * N
         print(f"{label:18} {m:5} {K:5} {N:5} {flops / ours / 1e9:9.1f} "
               f"{flops / mm / 1e9:9.1f}")

@@ -14,17 +14,21 @@ at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
                   b.scalar_type() == at::kFloat,
               "fusedrnn: whole_multiply got ", a.sizes(), " x ", b.sizes());
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  at::Tensor out = bias ? bias->expand({M, N}).contiguous()
-                        : at::empty({M, N}, a.options());
-  if (M == 0 || N == 0) return out;
-  if (K == 0) return bias ? out : out.zero_();
+  if (M == 0 || N == 0 || K == 0) {
+    return bias ? bias->expand({M, N}).contiguous()
+                : at::zeros({M, N}, a.options());
+  }
+  // The kernels add the bias as they store C, so C is written once.
+  at::Tensor out = at::empty({M, N}, a.options());
+  const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
   // PackedMatrix reads a row-major W as W or as W^T.
   const bool transposed = !b.is_contiguous() && b.t().is_contiguous();
   const at::Tensor w = transposed ? b.t() : b.contiguous();
   const PackedMatrix packed(w.data_ptr<float>(), w.size(0), w.size(1),
                             transposed);
   packed_multiply(M, {a.data_ptr<float>(), a.stride(0), a.stride(1)}, packed,
-                  bias ? 1.0f : 0.0f, out.data_ptr<float>(), N);
+                  0.0f, out.data_ptr<float>(), N,
+                  bias_c.defined() ? bias_c.data_ptr<float>() : nullptr);
   return out;
 }
 

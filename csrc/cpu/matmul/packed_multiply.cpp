@@ -58,14 +58,15 @@ class RowMajorBlocks {
 
 // Rows [i_begin, i_end) and panels [p0, p1) of C.
 void multiply_panels(int64_t i_begin, int64_t i_end, const LeftMatrix& a,
-                     const PackedMatrix& b, float beta, float* c, int64_t ldc,
-                     int64_t p0, int64_t p1) {
+                     const PackedMatrix& b, float beta, const float* bias,
+                     float* c, int64_t ldc, int64_t p0, int64_t p1) {
   const int64_t K = b.k();
   RowMajorBlocks blocks(a);
   for (int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
     const int64_t depth = std::min(kDepthBlock, K - k0);
-    // Later depth blocks add to what the first one wrote.
+    // Later depth blocks add to what the first one wrote (bias included).
     const float block_beta = k0 == 0 ? beta : 1.0f;
+    const float* block_bias = k0 == 0 ? bias : nullptr;
     for (int64_t i0 = i_begin; i0 < i_end; i0 += kRowBlock) {
       const int64_t block_rows = std::min(kRowBlock, i_end - i0);
       int64_t lda = 0;
@@ -83,6 +84,7 @@ void multiply_panels(int64_t i_begin, int64_t i_end, const LeftMatrix& a,
                                             (t < block_rows % tiles ? 1 : 0));
           avx512_tile_kernel(rows, vectors)(
               depth, a_block + row * lda, lda, panel, block_beta,
+              block_bias != nullptr ? block_bias + column0 : nullptr,
               c + (i0 + row) * ldc + column0, ldc, b.columns(p));
           row += rows;
         }
@@ -98,11 +100,11 @@ bool packed_multiply_available() { return has_avx512_kernels(); }
 void multiply_panel_range(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
                           float beta, float* c, int64_t ldc, int64_t p0,
                           int64_t p1) {
-  multiply_panels(0, m, a, b, beta, c, ldc, p0, p1);
+  multiply_panels(0, m, a, b, beta, /*bias=*/nullptr, c, ldc, p0, p1);
 }
 
 void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
-                     float beta, float* c, int64_t ldc) {
+                     float beta, float* c, int64_t ldc, const float* bias) {
   if (m == 0) return;
   const int64_t panels = b.panels();
   // The threads share the panels, unless there are fewer panels than
@@ -128,7 +130,7 @@ void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
       const int64_t p1 = std::min(panels, p0 + (i1 - i));
       const int64_t rows0 = std::min(m, part * part_rows);
       const int64_t rows1 = std::min(m, rows0 + part_rows);
-      multiply_panels(rows0, rows1, a, b, beta, c, ldc, p0, p1);
+      multiply_panels(rows0, rows1, a, b, beta, bias, c, ldc, p0, p1);
       i += p1 - p0;
     }
   });

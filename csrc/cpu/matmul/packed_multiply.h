@@ -26,13 +26,15 @@ struct LeftMatrix {
   int64_t depth_stride = 1;
 };
 
-// C (m x N) = A (m x K) B + beta C, C row-major with leading dimension ldc,
-// where B (K x N) is packed and not empty. Splits B's panels (and, when
+// C (m x N) = A (m x K) B + beta C (+ bias, N floats added to every row,
+// when not null), C row-major with leading dimension ldc, where B (K x N)
+// is packed and not empty. Splits B's panels (and, when
 // there are fewer panels than threads, A's rows) over the intra-op threads
 // with at::parallel_for, which runs them only where this library is
 // compiled with OpenMP (-fopenmp): without it, on one thread.
 void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
-                     float beta, float* c, int64_t ldc);
+                     float beta, float* c, int64_t ldc,
+                     const float* bias = nullptr);
 
 // The same for B's panels [p0, p1) only (C's columns [64 p0, 64 p1), fewer
 // in a narrow last panel), on the calling thread.

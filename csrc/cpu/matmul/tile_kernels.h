@@ -14,15 +14,15 @@ namespace fusedrnn::cpu {
 
 constexpr int kMaxTileRows = 6;
 
-// C (rows x columns) = A (rows x depth) B (depth x columns) + beta C, where
-// `rows` and the panel's vector count are fixed by the kernel chosen.
+// C (rows x columns) = A (rows x depth) B (depth x columns) + beta C + bias,
+// where `rows` and the panel's vector count are fixed by the kernel chosen.
 // A and C are row-major with strides lda and ldc; B is `depth` consecutive
 // panel rows (see PackedMatrix), vectors * 16 floats each, of which the
 // first `columns` (more than 16 * (vectors - 1)) are real. C is not read
-// when beta is 0.
+// when beta is 0. `bias` (`columns` floats, added to every row) may be null.
 using TileKernel = void (*)(int64_t depth, const float* a, int64_t lda,
-                            const float* b, float beta, float* c, int64_t ldc,
-                            int64_t columns);
+                            const float* b, float beta, const float* bias,
+                            float* c, int64_t ldc, int64_t columns);
 
 // Whether this CPU can run the AVX-512 kernels (never, off x86-64).
 bool has_avx512_kernels();

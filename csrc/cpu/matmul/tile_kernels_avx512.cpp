@@ -24,8 +24,8 @@ namespace {
 // compiler unrolls them and keeps acc[][] in registers.
 template <int kRows, int kVectors>
 FUSEDRNN_AVX512 void tile(int64_t depth, const float* a, int64_t lda,
-                          const float* b, float beta, float* c, int64_t ldc,
-                          int64_t columns) {
+                          const float* b, float beta, const float* bias,
+                          float* c, int64_t ldc, int64_t columns) {
   constexpr int64_t kWidth = 16 * kVectors;
   __m512 acc[kRows][kVectors];
   for (int r = 0; r < kRows; ++r) {
@@ -59,11 +59,17 @@ FUSEDRNN_AVX512 void tile(int64_t depth, const float* a, int64_t lda,
   const int64_t last_columns = columns - 16 * (kVectors - 1);
   const __mmask16 last_mask = static_cast<__mmask16>((1u << last_columns) - 1);
   const __m512 beta_v = _mm512_set1_ps(beta);
+  __m512 bias_v[kVectors];
+  for (int v = 0; v < kVectors; ++v) {
+    const __mmask16 mask = v + 1 < kVectors ? __mmask16(0xffff) : last_mask;
+    bias_v[v] = bias != nullptr ? _mm512_maskz_loadu_ps(mask, bias + 16 * v)
+                                : _mm512_setzero_ps();
+  }
   for (int r = 0; r < kRows; ++r) {
     for (int v = 0; v < kVectors; ++v) {
       float* out = c + r * ldc + 16 * v;
       const __mmask16 mask = v + 1 < kVectors ? __mmask16(0xffff) : last_mask;
-      __m512 result = acc[r][v];
+      __m512 result = _mm512_add_ps(acc[r][v], bias_v[v]);
       if (beta != 0.0f) {
         result = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask, out),
                                  result);
