@@ -50,6 +50,17 @@ def make_step(module, x, mode):
     return step
 
 
+def _group_ms(step, calls):
+    """Milliseconds of `calls` back-to-back calls, timed with CUDA events."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
 def time_per_call(step, min_time_s, max_groups=15):
     """Median seconds per call over groups of calls timed with CUDA events,
     after warming up; the group size grows until a group takes ~20 ms."""
@@ -57,27 +68,13 @@ def time_per_call(step, min_time_s, max_groups=15):
         step()
     torch.cuda.synchronize()
     calls = 1
-    while True:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(calls):
-            step()
-        end.record()
-        end.synchronize()
-        if start.elapsed_time(end) >= 20 or calls >= 64:
-            break
+    while _group_ms(step, calls) < 20 and calls < 64:
         calls *= 2
     groups = []
     began = time.perf_counter()
     while len(groups) < 3 or (time.perf_counter() - began < min_time_s
                               and len(groups) < max_groups):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(calls):
-            step()
-        end.record()
-        end.synchronize()
-        groups.append(start.elapsed_time(end) / 1e3 / calls)
+        groups.append(_group_ms(step, calls) / 1e3 / calls)
     return statistics.median(groups), calls, len(groups)
 
 
