@@ -1,7 +1,9 @@
 // The Python extension module fusedrnn._C. The kernels are torch ops,
 // registered when this library loads; the module itself only reports how it
-// was built, so Python can say what is available.
+// was built and what this CPU can run, so Python can say what is available.
 #include <torch/extension.h>
+
+#include "cpu/matmul/tile_kernels.h"
 
 namespace {
 
@@ -10,6 +12,10 @@ pybind11::dict build_info() {
   info["torch_version"] = TORCH_VERSION;
   info["cpu_kernels"] =
       pybind11::make_tuple("lstm_layer", "gru_layer", "rnn_layer");
+  // Whether this CPU runs the bfloat16 kernels (it needs AVX512_BF16);
+  // without them the modules compute bfloat16 in float32.
+  info["cpu_bfloat16"] =
+      fusedrnn::cpu::has_avx512_kernels<c10::BFloat16>();
   // Whether the CUDA kernels (csrc/cuda/) were compiled in, and which.
 #if defined(FUSEDRNN_WITH_CUDA)
   info["cuda"] = true;

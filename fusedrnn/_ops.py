@@ -7,6 +7,7 @@ csrc/cpu/). Here each op gets
 - its autograd formula, which calls the matching backward op.
 """
 import functools
+from typing import NamedTuple
 
 import torch
 
@@ -17,9 +18,9 @@ _ops = torch.ops.fusedrnn
 
 def _saved_dtype(input):
     """The dtype of the per-step values a forward op keeps for its backward
-    (gates, cells, saved): the CUDA kernels compute float16 and bfloat16 in
+    (gates, cells, saved): the kernels compute float16 and bfloat16 in
     float32 and keep these values in float32; otherwise the input's dtype."""
-    if input.device.type == "cuda" and input.dtype in (torch.float16, torch.bfloat16):
+    if input.dtype in (torch.float16, torch.bfloat16):
         return torch.float32
     return input.dtype
 
@@ -136,9 +137,11 @@ def _register_single_state_op(name, saved_per_unit):
 _gru_forward = _register_single_state_op("gru", saved_per_unit=4)
 _rnn_forward = _register_single_state_op("rnn", saved_per_unit=1)
 
-# Under CPU or CUDA autocast the kernels compute in float32 (with autocast
-# off inside, so their own multiplies stay float32); the modules then cast
-# their results to the autocast dtype, as torch.nn returns them.
+# Under CPU or CUDA autocast the ops compute in float32 (with autocast off
+# inside, so their own multiplies stay float32); the modules then cast
+# their results to the autocast dtype, as torch.nn returns them. The one
+# exception is chosen by the modules: under CPU autocast to bfloat16 they
+# call the ops in bfloat16, with autocast off (layer_autocast_dtype).
 for _cell in ("lstm", "gru", "rnn"):
     for _direction in ("forward", "backward"):
         for _device in ("cpu", "cuda"):
@@ -171,30 +174,70 @@ def _rnn_layer(relu, x, state, weights, reverse=False, batch_sizes=None):
 rnn_tanh_layer = functools.partial(_rnn_layer, False)
 rnn_relu_layer = functools.partial(_rnn_layer, True)
 
-# Devices and dtypes with compiled kernels (the same for every cell).
-_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64),
+# Devices and dtypes with compiled kernels (the same for every cell). The
+# CPU's bfloat16 kernels need AVX512_BF16.
+_BUILD = _C.build_info()
+_CPU_BFLOAT16 = (torch.bfloat16,) if _BUILD["cpu_bfloat16"] else ()
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *_CPU_BFLOAT16),
                   **({"cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
-                     if _C.build_info()["cuda"] else {})}
-# Dtypes the kernels of a device compute in float32 instead (CPU float16
-# and bfloat16: no 16-bit CPU kernel yet): results come back in the input's
+                     if _BUILD["cuda"] else {})}
+# Dtypes the kernels of a device compute in float32 instead (CPU float16,
+# and bfloat16 without AVX512_BF16): results come back in the input's
 # dtype, as torch.nn returns them.
-_FLOAT32_DTYPES = {"cpu": (torch.float16, torch.bfloat16)}
+_FLOAT32_DTYPES = {"cpu": tuple(d for d in (torch.float16, torch.bfloat16)
+                                if d not in _CPU_BFLOAT16)}
 
 
-def kernel_dtype(x):
-    """The dtype a fused kernel computes `x` in, or None where only the
-    reference runs."""
-    if x.dtype in _KERNEL_DTYPES.get(x.device.type, ()):
-        return x.dtype
-    if x.dtype in _FLOAT32_DTYPES.get(x.device.type, ()):
+def kernel_dtype(x, dtype=None):
+    """The dtype a fused kernel computes `x` in (or `x` cast to `dtype`), or
+    None where only the reference runs."""
+    dtype = dtype or x.dtype
+    if dtype in _KERNEL_DTYPES.get(x.device.type, ()):
+        return dtype
+    if dtype in _FLOAT32_DTYPES.get(x.device.type, ()):
         return torch.float32
     return None
 
 
-def result_dtype(x):
-    """The dtype torch.nn returns for input `x`: the autocast dtype under
-    autocast (the kernels compute in float32 there), else x's own."""
+def _autocast_enabled(device):
+    return torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+
+
+def _follows_cpu_autocast(name, packed, projected):
+    """Whether torch.nn computes the layer or cell `name` (its mode, or the
+    cell's class name) in the autocast dtype under CPU autocast. It does
+    where its ops are on autocast's CPU list: the oneDNN LSTM layer, the
+    multiplies of a projected LSTM, of the Elman RNN and of RNNCell. The GRU,
+    LSTMCell, GRUCell and a packed LSTM without projection stay in float32;
+    so does a projected LSTM's cell state. (torch 2.14;
+    test_cpu_autocast_dtype_like_nn compares every case.)"""
+    if name == "LSTM":
+        return projected or not packed
+    return name in ("RNN_TANH", "RNN_RELU", "RNNCell")
+
+
+class DtypePlan(NamedTuple):
+    """How a module runs an input through the kernels (see `dtypes`)."""
+    compute: torch.dtype | None  # what the kernels compute in; None: reference
+    output: torch.dtype          # what torch.nn returns: output and h
+    cell_state: torch.dtype      # what torch.nn returns as the LSTM's c
+    autocast_off: bool           # the module casts, the ops run without autocast
+
+
+def dtypes(x, name, packed=False, projected=False):
+    """The DtypePlan of input `x` in the layer or cell `name`. Under CPU
+    autocast the module casts every input to the compute dtype itself and
+    calls the ops with autocast off, so that bfloat16 runs on the bfloat16
+    kernels where torch.nn runs in bfloat16; under CUDA autocast the ops'
+    own rule above computes in float32."""
     device = x.device.type
-    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return x.dtype
+    if not _autocast_enabled(device) or x.dtype == torch.float64:
+        return DtypePlan(kernel_dtype(x), x.dtype, x.dtype, False)
+    if device != "cpu":
+        result = torch.get_autocast_dtype(device)
+        return DtypePlan(kernel_dtype(x), result, result, False)
+    if not _follows_cpu_autocast(name, packed, projected):
+        return DtypePlan(kernel_dtype(x), x.dtype, x.dtype, True)
+    result = torch.get_autocast_dtype(device)
+    return DtypePlan(kernel_dtype(x, result), result,
+                     x.dtype if projected else result, True)

@@ -61,13 +61,11 @@ def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
     _check_step(input, states, cell.weight_ih, cell.input_size, cell.hidden_size)
 
     weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, None)
-    compute_dtype = _ops.kernel_dtype(input)
-    result_dtype = _ops.result_dtype(input)
+    compute_dtype, result_dtype, _, autocast_off = _ops.dtypes(input, name)
     if compute_dtype is None:
         new_states = reference_cell(input, states, weights)
     else:
-        if compute_dtype != input.dtype:
-            # CPU float16/bfloat16 compute in float32 (see _ops.kernel_dtype).
+        if autocast_off or compute_dtype != input.dtype:
             # (Only then: a decoding loop calls this per token, and even a
             # no-op .to() costs about a microsecond.)
             def cast(t):
@@ -75,7 +73,11 @@ def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
 
             input = cast(input)
             states, weights = tuple(map(cast, states)), tuple(map(cast, weights))
-        _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
+        if autocast_off:
+            with torch.autocast(input.device.type, enabled=False):
+                _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
+        else:
+            _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
     if any(state.dtype != result_dtype for state in new_states):
         new_states = tuple(state.to(result_dtype) for state in new_states)
     if not batched:

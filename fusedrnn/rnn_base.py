@@ -8,6 +8,8 @@ orchestration (validation, layouts, layers, directions, dropout); each
 (layer, direction) runs in a fused kernel when one covers the input, else in
 the reference implementation.
 """
+import contextlib
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
@@ -108,16 +110,20 @@ class FusedRNNBase(nn.RNNBase):
         return groups
 
     def _run(self, x, states, batch_sizes):
-        compute_dtype = _ops.kernel_dtype(x)
-        layer = self._reference_layer if compute_dtype is None else self._kernel_layer
+        plan = _ops.dtypes(x, self.mode, packed=batch_sizes is not None,
+                           projected=self.proj_size > 0)
+        layer = self._reference_layer if plan.compute is None else self._kernel_layer
         weights = self._layer_weights()
-        result_dtype = _ops.result_dtype(x)
-        if compute_dtype not in (None, x.dtype):
-            x, states = x.to(compute_dtype), tuple(s.to(compute_dtype) for s in states)
-            weights = [tuple(None if w is None else w.to(compute_dtype) for w in group)
+        if plan.autocast_off or plan.compute not in (None, x.dtype):
+            x, states = x.to(plan.compute), tuple(s.to(plan.compute) for s in states)
+            weights = [tuple(None if w is None else w.to(plan.compute) for w in group)
                        for group in weights]
-        output, final = run_stack(
-            x, states, weights, layer,
-            num_layers=self.num_layers, bidirectional=self.bidirectional,
-            dropout=self.dropout, training=self.training, batch_sizes=batch_sizes)
-        return output.to(result_dtype), tuple(s.to(result_dtype) for s in final)
+        with torch.autocast(x.device.type, enabled=False) if plan.autocast_off else \
+                contextlib.nullcontext():
+            output, final = run_stack(
+                x, states, weights, layer,
+                num_layers=self.num_layers, bidirectional=self.bidirectional,
+                dropout=self.dropout, training=self.training, batch_sizes=batch_sizes)
+        # final is (h_n,) or (h_n, c_n).
+        result = (plan.output, plan.cell_state)
+        return output.to(plan.output), tuple(s.to(d) for s, d in zip(final, result))

@@ -62,13 +62,16 @@ def run_and_grad(module, x, hx=None):
 
 
 class OpRecorder(TorchDispatchMode):
-    """Records the name of every op dispatched while active: shows whether a
-    fused op (fusedrnn.*) or the reference's ATen ops ran."""
+    """Records every op dispatched while active, by name (`names`) and with
+    its arguments (`calls`): shows whether a fused op (fusedrnn.*) or the
+    reference's ATen ops ran, and on what."""
 
     def __init__(self):
         super().__init__()
         self.names = []
+        self.calls = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.names.append(str(func.overloadpacket))
+        self.calls.append((self.names[-1], args))
         return func(*args, **(kwargs or {}))

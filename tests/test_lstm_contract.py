@@ -2,10 +2,10 @@
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import fusedrnn
-from helpers import random_hx, run_and_grad, twin_lstms
+from helpers import random_hx, run_and_grad, twin_lstms, twin_modules
 
 
 def _raises_like_nn(make_call, error, message):
@@ -225,6 +225,46 @@ def test_reset_parameters_and_all_weights_like_nn():
     theirs = nn.LSTM(4, 16, 2, proj_size=3)
     assert [[w.shape for w in layer] for layer in ours.all_weights] == \
            [[w.shape for w in layer] for layer in theirs.all_weights]
+
+
+def _tensors(result):
+    """Every tensor of a module's result, a PackedSequence's data unwrapped."""
+    if isinstance(result, PackedSequence):
+        return [result.data]
+    if isinstance(result, torch.Tensor):
+        return [result]
+    return [t for part in result for t in _tensors(part)]
+
+
+@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["LSTM", "LSTM-packed", "LSTM-proj", "LSTM-packed-proj",
+                                  "GRU", "RNN_TANH", "RNN_RELU-packed", "LSTMCell",
+                                  "GRUCell", "RNNCell"])
+def test_cpu_autocast_dtype_like_nn(kind, autocast_dtype):
+    """torch.nn follows CPU autocast in some layers and cells, not in others
+    (fusedrnn._ops._follows_cpu_autocast); the outputs' dtypes say which."""
+    torch.manual_seed(0)
+    mode, *options = kind.split("-")
+    x = torch.randn(4, 3, 6)
+    if mode.endswith("Cell"):
+        theirs = getattr(nn, mode)(6, 8)
+        ours = getattr(fusedrnn, mode)(6, 8)
+        ours.load_state_dict(theirs.state_dict())
+        x = x[0]
+    else:
+        kwargs = dict(proj_size=3) if "proj" in options else {}
+        theirs, ours = twin_modules(mode, 6, 8, dtype=torch.float32, **kwargs)
+        if "packed" in options:
+            x = pack_padded_sequence(x, torch.tensor([4, 2, 1]))
+    with torch.autocast("cpu", dtype=autocast_dtype):
+        try:
+            expected = theirs(x)
+        except RuntimeError:  # oneDNN has no float16 LSTM on some CPUs
+            pytest.skip("torch.nn fails here")
+        actual = ours(x)
+    for a, e in zip(_tensors(actual), _tensors(expected), strict=True):
+        assert a.dtype == e.dtype
+        torch.testing.assert_close(a.float(), e.float(), atol=3e-2, rtol=3e-2)
 
 
 def test_autocast_output_dtype_like_nn():

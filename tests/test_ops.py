@@ -64,7 +64,9 @@ def test_packed_and_projected_inputs_run_the_fused_op(proj_size):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_cpu_half_precision_runs_the_kernel_in_float32(dtype):
+def test_cpu_16_bit_modules_run_the_kernel(dtype):
+    """bfloat16 runs on the bfloat16 kernels where the CPU has AVX512_BF16;
+    float16, and bfloat16 elsewhere, run on the float32 kernels."""
     torch.manual_seed(0)
     ours = fusedrnn.LSTM(4, 5, 2, dtype=dtype)
     theirs = torch.nn.LSTM(4, 5, 2, dtype=dtype)
@@ -72,7 +74,10 @@ def test_cpu_half_precision_runs_the_kernel_in_float32(dtype):
     x = torch.randn(3, 2, 4, dtype=dtype, requires_grad=True)
     with OpRecorder() as recorder:
         output, (h_n, c_n) = ours(x)
-    assert recorder.names.count("fusedrnn.lstm_layer_forward") == 2
+    kernel_inputs = [args[0].dtype for name, args in recorder.calls
+                     if name == "fusedrnn.lstm_layer_forward"]
+    bfloat16_kernels = dtype == torch.bfloat16 and fusedrnn.build_info()["cpu_bfloat16"]
+    assert kernel_inputs == [dtype if bfloat16_kernels else torch.float32] * 2
     expected, (expected_h, expected_c) = theirs(x)
     for a, e in ((output, expected), (h_n, expected_h), (c_n, expected_c)):
         assert a.dtype == dtype
@@ -81,6 +86,24 @@ def test_cpu_half_precision_runs_the_kernel_in_float32(dtype):
     (expected_grad,) = torch.autograd.grad(expected.float().sum(), x)
     assert grad.dtype == dtype
     torch.testing.assert_close(grad, expected_grad, atol=5e-2, rtol=5e-2)
+
+
+def test_cpu_bfloat16_without_avx512_bf16_runs_in_float32(monkeypatch):
+    """What a CPU without AVX512_BF16 does (fusedrnn._ops reads it from
+    build_info at import): the float32 kernels, results in bfloat16."""
+    monkeypatch.setitem(fusedrnn._ops._KERNEL_DTYPES, "cpu", (torch.float32, torch.float64))
+    monkeypatch.setitem(fusedrnn._ops._FLOAT32_DTYPES, "cpu", (torch.float16, torch.bfloat16))
+    torch.manual_seed(0)
+    ours = fusedrnn.LSTM(4, 5, dtype=torch.bfloat16)
+    theirs = torch.nn.LSTM(4, 5, dtype=torch.bfloat16)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 2, 4, dtype=torch.bfloat16)
+    with OpRecorder() as recorder:
+        output, _ = ours(x)
+    assert [args[0].dtype for name, args in recorder.calls
+            if name == "fusedrnn.lstm_layer_forward"] == [torch.float32]
+    assert output.dtype == torch.bfloat16
+    torch.testing.assert_close(output, theirs(x)[0], atol=2e-2, rtol=2e-2)
 
 
 def test_devices_without_kernels_use_the_reference():
@@ -102,7 +125,7 @@ def test_devices_without_kernels_use_the_reference():
     (8, torch.tensor([2, 1, 1]), "expected a 2-D packed input"),
     (5, torch.randn(19), "expected b_ih of size"),
     (1, torch.randn(2, 5, dtype=torch.float64), "h0 has dtype"),
-    (0, torch.randn(3, 2, 4).half(), "support float32 and float64"),
+    (0, torch.randn(3, 2, 4).half(), "support float32, float64 and bfloat16"),
     (0, torch.randn(2, 4), "3-D time-major input"),
     (0, torch.randn(0, 2, 4), "Expected sequence length to be larger than 0"),
 ])

@@ -44,14 +44,27 @@ void blas_gemm(const char* ta, const char* tb, const int* m, const int* n,
   dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// Block g of op(W) (columns [g*n, (g+1)*n)) in the tile kernels' layout,
-// or nothing where they cannot run or would not repay the copy: double, a
-// CPU without them, too few rows, or an empty W (which BLAS handles).
-std::vector<PackedMatrix> pack_for_kernels(const float* w, int64_t rows,
-                                           int64_t cols, bool transpose,
-                                           int64_t total_rows, int64_t groups) {
-  std::vector<PackedMatrix> blocks;
-  if (!packed_multiply_available() || total_rows < kMinRowsToPack) return blocks;
+// Block g of op(W) (columns [g*n, (g+1)*n)) in the tile kernels' layout.
+// float is left to BLAS where the kernels cannot run or would not repay the
+// copy (a CPU without them, too few rows, an empty W); bfloat16 must be
+// packed.
+template <typename T>
+std::vector<PackedMatrix<T>> pack_for_kernels(const T* w, int64_t rows,
+                                              int64_t cols, bool transpose,
+                                              int64_t total_rows,
+                                              int64_t groups) {
+  std::vector<PackedMatrix<T>> blocks;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!packed_multiply_available<float>() || total_rows < kMinRowsToPack ||
+        rows * cols == 0) {
+      return blocks;
+    }
+  } else {
+    TORCH_CHECK(packed_multiply_available<T>(),
+                "fusedrnn: this CPU has no AVX512_BF16 for the bfloat16 "
+                "kernels");
+    TORCH_INTERNAL_ASSERT(rows * cols > 0);
+  }
   // Column blocks of W^T are row blocks of W, which pack as they stand.
   TORCH_INTERNAL_ASSERT(groups == 1 || transpose);
   const int64_t block_rows = transpose ? rows / groups : rows;
@@ -59,11 +72,6 @@ std::vector<PackedMatrix> pack_for_kernels(const float* w, int64_t rows,
     blocks.emplace_back(w + g * block_rows * cols, block_rows, cols, transpose);
   }
   return blocks;
-}
-
-std::vector<PackedMatrix> pack_for_kernels(const double*, int64_t, int64_t,
-                                           bool, int64_t, int64_t) {
-  return {};
 }
 
 // C (m x n) = A (m x k) op(W') + beta C, where W' is the part of W that
@@ -90,65 +98,75 @@ template <typename T>
 RightOperand<T>::RightOperand(const T* w, int64_t rows, int64_t cols,
                               bool transpose, int64_t total_rows,
                               int64_t groups)
-    : w_(w), rows_(rows), cols_(cols), transpose_(transpose), groups_(groups),
-      packed_(pack_for_kernels(w, rows, cols, transpose, total_rows, groups)) {
+    : w_(w), rows_(rows), cols_(cols), transpose_(transpose), groups_(groups) {
   TORCH_INTERNAL_ASSERT(groups >= 1 && n() % groups == 0);
+  if constexpr (!std::is_same_v<T, double>) {
+    packed_ = pack_for_kernels(w, rows, cols, transpose, total_rows, groups);
+  }
 }
 
 template class RightOperand<float>;
 template class RightOperand<double>;
+template class RightOperand<c10::BFloat16>;
 
 template <typename T>
 void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
-              T beta, T* c, int64_t ldc) {
+              compute_t<T> beta, compute_t<T>* c, int64_t ldc) {
   if (m == 0) return;
   const int64_t units = w.units();
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (!std::is_same_v<T, double>) {
     if (!w.packed_.empty()) {
       for (int64_t g = 0; g < w.groups_; ++g) {
-        packed_multiply(m, {a, lda}, w.packed_[g], beta, c + g * units, ldc);
+        packed_multiply(m, LeftMatrix<T>{a, lda}, w.packed_[g], beta,
+                        c + g * units, ldc);
       }
       return;
     }
   }
-  blas_multiply(m, a, lda, w.w_, w.cols_, w.k(), w.n(), w.transpose_, beta, c,
-                ldc);
+  if constexpr (!std::is_same_v<T, c10::BFloat16>) {
+    blas_multiply(m, a, lda, w.w_, w.cols_, w.k(), w.n(), w.transpose_, beta,
+                  c, ldc);
+  }
 }
 
 template <typename T>
 void multiply_units(int64_t m, const T* a, int64_t lda,
-                    const RightOperand<T>& w, int64_t s0, int64_t s1, T* c,
-                    int64_t ldc) {
+                    const RightOperand<T>& w, int64_t s0, int64_t s1,
+                    compute_t<T>* c, int64_t ldc) {
   const int64_t units = w.units();
   const int64_t u0 = s0 * kUnitSlice;
   const int64_t u1 = std::min(units, s1 * kUnitSlice);
   if (m == 0 || u0 >= u1) return;
   for (int64_t g = 0; g < w.groups_; ++g) {
     const int64_t column0 = g * units + u0;
-    if constexpr (std::is_same_v<T, float>) {
+    if constexpr (!std::is_same_v<T, double>) {
       if (!w.packed_.empty()) {
         // Slice s of block g is panel s of its packed matrix.
-        multiply_panel_range(m, {a, lda}, w.packed_[g], 0.0f, c + g * units,
-                             ldc, s0, s1);
+        multiply_panel_range(m, LeftMatrix<T>{a, lda}, w.packed_[g], 0.0f,
+                             c + g * units, ldc, s0, s1);
         continue;
       }
     }
-    // Columns [column0, column0 + u1 - u0) of op(W): rows of W when op(W)
-    // is W^T, columns of W otherwise.
-    const T* part = w.transpose_ ? w.w_ + column0 * w.cols_ : w.w_ + column0;
-    blas_multiply(m, a, lda, part, w.cols_, w.k(), u1 - u0, w.transpose_,
-                  T(0), c + column0, ldc);
+    if constexpr (!std::is_same_v<T, c10::BFloat16>) {
+      // Columns [column0, column0 + u1 - u0) of op(W): rows of W when op(W)
+      // is W^T, columns of W otherwise.
+      const T* part = w.transpose_ ? w.w_ + column0 * w.cols_ : w.w_ + column0;
+      blas_multiply(m, a, lda, part, w.cols_, w.k(), u1 - u0, w.transpose_,
+                    T(0), c + column0, ldc);
+    }
   }
 }
 
 #define FUSEDRNN_INSTANTIATE_MULTIPLY(T)                                      \
   template void multiply<T>(int64_t, const T*, int64_t,                       \
-                            const RightOperand<T>&, T, T*, int64_t);          \
+                            const RightOperand<T>&, compute_t<T>,             \
+                            compute_t<T>*, int64_t);                          \
   template void multiply_units<T>(int64_t, const T*, int64_t,                 \
                                   const RightOperand<T>&, int64_t, int64_t,   \
-                                  T*, int64_t);
+                                  compute_t<T>*, int64_t);
 FUSEDRNN_INSTANTIATE_MULTIPLY(float)
 FUSEDRNN_INSTANTIATE_MULTIPLY(double)
+FUSEDRNN_INSTANTIATE_MULTIPLY(c10::BFloat16)
 #undef FUSEDRNN_INSTANTIATE_MULTIPLY
 
 }  // namespace fusedrnn::cpu

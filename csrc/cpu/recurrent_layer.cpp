@@ -1,21 +1,21 @@
 #include "recurrent_layer.h"
 
+#include "matmul/packed_multiply.h"
+
 namespace fusedrnn::cpu {
 
 void check_cpu_input(const Tensor& input) {
   TORCH_CHECK(input.device().is_cpu(), "fusedrnn: CPU kernel got ",
               input.device());
-  TORCH_CHECK(input.scalar_type() == at::kFloat ||
-                  input.scalar_type() == at::kDouble,
-              "fusedrnn: the CPU kernels support float32 and float64, got ",
-              input.scalar_type());
-}
-
-Tensor state_gradient(const OptionalTensor& grad, const Tensor& like) {
-  if (!grad.has_value()) return at::zeros(like.sizes(), like.options());
-  check_same(*grad, like, "final-state gradient");
-  check_shape(*grad, like.sizes(), "final-state gradient");
-  return at::empty(like.sizes(), like.options()).copy_(*grad);
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble ||
+                  dtype == at::kBFloat16,
+              "fusedrnn: the CPU kernels support float32, float64 and "
+              "bfloat16, got ", dtype);
+  TORCH_CHECK(dtype != at::kBFloat16 ||
+                  packed_multiply_available<c10::BFloat16>(),
+              "fusedrnn: the bfloat16 CPU kernels need a CPU with "
+              "AVX512_BF16, which this one lacks");
 }
 
 }  // namespace fusedrnn::cpu

@@ -13,12 +13,19 @@
 // gates (rows, G*H), outputs (rows, P), cell states (rows, H); P is the
 // projection size, or H without one. A cell contributes its gate count and
 // its per-unit math (cells/README.md); everything else is shared.
+//
+// T is the storage type and Acc = compute_t<T> the compute type (float for
+// bfloat16): what the user sees and every multiply's left operand (outputs,
+// h, gate gradients) is T; the cell math, the cell state, the per-step
+// values the backward reads back and the state gradients are Acc, as in
+// the CUDA driver. For float and double the two are the same.
 #pragma once
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "matmul.h"
 #include "sequence_layout.h"
@@ -55,12 +62,13 @@ const T* previous_row(int64_t b, int64_t continuing, const T* previous_step,
 // previous_row(b, continuing, *_previous_step, *0, width).
 template <typename T>
 struct StepRows {
+  using Acc = compute_t<T>;
   int64_t continuing;
-  const T* h_previous_step;  // (.., P)
-  const T* h0;               // (B, P)
-  const T* c_previous_step;  // (.., H)
-  const T* c0;               // (B, H)
-  const T* c;                // (live, H): this step's cell state (backward)
+  const T* h_previous_step;    // (.., P)
+  const T* h0;                 // (B, P)
+  const Acc* c_previous_step;  // (.., H)
+  const Acc* c0;               // (B, H)
+  const Acc* c;                // (live, H): this step's cell state (backward)
 };
 
 // Gate math of one step for rows [0, live) and units [j0, j1). `gates`
@@ -69,39 +77,40 @@ struct StepRows {
 // gates. The buffers never overlap; saying so (__restrict) is what lets the
 // compiler turn the activations' clamps into vector selects and vectorise
 // the unit loop.
-template <typename Cell, typename T>
+template <typename Cell, typename T, typename Acc = compute_t<T>>
 FUSEDRNN_MULTIVERSION void forward_units(
     int64_t live, int64_t j0, int64_t j1, int64_t H, int64_t P,
-    const StepRows<T>& rows, T* __restrict gates, T* __restrict saved,
-    const T* __restrict recurrent, const T* __restrict bias_h,
-    T* __restrict c_out, T* __restrict h_out) {
+    const StepRows<T>& rows, Acc* __restrict gates, Acc* __restrict saved,
+    const Acc* __restrict recurrent, const Acc* __restrict bias_h,
+    Acc* __restrict c_out, T* __restrict h_out) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   for (int64_t b = 0; b < live; ++b) {
-    T* __restrict gate_row = gates + b * G * H;
-    const T* __restrict rec_row = recurrent + b * G * H;
+    Acc* __restrict gate_row = gates + b * G * H;
+    const Acc* __restrict rec_row = recurrent + b * G * H;
     T* __restrict h_row = h_out + b * H;
     const T* __restrict h_prev = nullptr;
     if constexpr (Cell::kReadsPreviousHidden) {
       h_prev = previous_row(b, rows.continuing, rows.h_previous_step, rows.h0, P);
     }
-    const T* __restrict c_prev = nullptr;
-    T* __restrict c_row = nullptr;
+    const Acc* __restrict c_prev = nullptr;
+    Acc* __restrict c_row = nullptr;
     if constexpr (Cell::kHasCellState) {
       c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
       c_row = c_out + b * H;
     }
     for (int64_t j = j0; j < j1; ++j) {
-      T c_new = T(0);
-      T* saved_unit;
+      Acc h_new = Acc(0), c_new = Acc(0);
+      Acc* saved_unit;
       if constexpr (S == G) {
         saved_unit = gate_row + j;
       } else {
         saved_unit = saved + b * S * H + j;
       }
       Cell::forward(gate_row + j, rec_row + j, bias_h + j, H,
-                    Cell::kReadsPreviousHidden ? h_prev[j] : T(0),
-                    Cell::kHasCellState ? c_prev[j] : T(0), saved_unit,
-                    h_row[j], c_new);
+                    Cell::kReadsPreviousHidden ? Acc(h_prev[j]) : Acc(0),
+                    Cell::kHasCellState ? c_prev[j] : Acc(0), saved_unit,
+                    h_new, c_new);
+      h_row[j] = T(h_new);
       if constexpr (Cell::kHasCellState) c_row[j] = c_new;
     }
   }
@@ -111,52 +120,68 @@ FUSEDRNN_MULTIVERSION void forward_units(
 // gradient at h' (plus `dy` when kHasOutputGrad: as a template argument the
 // test stays out of the loop); on exit h's own share of the gradient at the
 // previous h, for cells that read h (the share through W_hh is added by the
-// caller). `dc` goes from the gradient at c' to the one at c.
-template <typename Cell, bool kHasOutputGrad, typename T>
+// caller). `dc` goes from the gradient at c' to the one at c. The cell
+// writes the gate gradients in the compute type to `row_x` and `row_h`
+// ((live, G*H) each: dgates_x and dgates_h themselves when T is the compute
+// type, a scratch block otherwise), from where they are stored in T.
+template <typename Cell, bool kHasOutputGrad, typename T,
+          typename Acc = compute_t<T>>
 FUSEDRNN_MULTIVERSION void backward_rows(
     int64_t b0, int64_t b1, int64_t H, int64_t P, const StepRows<T>& rows,
-    const T* __restrict saved, const T* __restrict dy, T* __restrict dh,
-    T* __restrict dc, T* __restrict dgates_x, T* __restrict dgates_h) {
+    const Acc* __restrict saved, const T* __restrict dy, Acc* __restrict dh,
+    Acc* __restrict dc, Acc* __restrict row_x, Acc* __restrict row_h,
+    T* __restrict dgates_x, T* __restrict dgates_h) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  constexpr bool kSameType = std::is_same_v<T, Acc>;
   for (int64_t b = b0; b < b1; ++b) {
     const T* __restrict h_prev = nullptr;
     if constexpr (Cell::kReadsPreviousHidden) {
       h_prev = previous_row(b, rows.continuing, rows.h_previous_step, rows.h0, P);
     }
-    const T* __restrict c_prev = nullptr;
+    const Acc* __restrict c_prev = nullptr;
     if constexpr (Cell::kHasCellState) {
       c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
     }
+    Acc* __restrict dx = row_x + b * G * H;
+    Acc* __restrict dr = row_h + b * G * H;
     for (int64_t j = 0; j < H; ++j) {
       const int64_t u = b * H + j;
-      const T dh_total = kHasOutputGrad ? dh[u] + dy[u] : dh[u];
-      T dh_prev = T(0), dc_prev = T(0);
+      const Acc dh_total = kHasOutputGrad ? dh[u] + Acc(dy[u]) : dh[u];
+      Acc dh_prev = Acc(0), dc_prev = Acc(0);
       Cell::backward(saved + b * S * H + j, H,
-                     Cell::kReadsPreviousHidden ? h_prev[j] : T(0),
-                     Cell::kHasCellState ? c_prev[j] : T(0),
-                     Cell::kHasCellState ? rows.c[u] : T(0), dh_total,
-                     Cell::kHasCellState ? dc[u] : T(0), dgates_x + b * G * H + j,
-                     Cell::kSplitRecurrentGrad ? dgates_h + b * G * H + j : nullptr,
-                     dh_prev, dc_prev);
+                     Cell::kReadsPreviousHidden ? Acc(h_prev[j]) : Acc(0),
+                     Cell::kHasCellState ? c_prev[j] : Acc(0),
+                     Cell::kHasCellState ? rows.c[u] : Acc(0), dh_total,
+                     Cell::kHasCellState ? dc[u] : Acc(0), dx + j,
+                     Cell::kSplitRecurrentGrad ? dr + j : nullptr, dh_prev,
+                     dc_prev);
       if constexpr (Cell::kReadsPreviousHidden) dh[u] = dh_prev;
       if constexpr (Cell::kHasCellState) dc[u] = dc_prev;
+    }
+    if constexpr (!kSameType) {
+      std::copy(dx, dx + G * H, dgates_x + b * G * H);
+      if constexpr (Cell::kSplitRecurrentGrad) {
+        std::copy(dr, dr + G * H, dgates_h + b * G * H);
+      }
     }
   }
 }
 
 template <typename T>
 struct ForwardBuffers {
-  const T* h0;      // (B, P)
-  const T* c0;      // (B, H), cells with a cell state only
-  const T* bias_h;  // (G*H): b_hh, zeros without bias
-  T* gates;         // (rows, G*H): input projections (with b_ih) in
-  T* saved;         // (rows, S*H): the saved values; == gates when S == G
-  T* output;        // (rows, P)
-  T* cells;         // (rows, H), cells with a cell state only
-  T* h_n;           // (B, P): each sequence's state after its last step
-  T* c_n;           // (B, H), cells with a cell state only
-  T* recurrent;     // (B, G*H) scratch
-  T* unprojected;   // (B, H) scratch, with a projection only
+  using Acc = compute_t<T>;
+  const T* h0;        // (B, P)
+  const Acc* c0;      // (B, H), cells with a cell state only
+  const Acc* bias_h;  // (G*H): b_hh, zeros without bias
+  Acc* gates;         // (rows, G*H): input projections (with b_ih) in
+  Acc* saved;         // (rows, S*H): the saved values; == gates when S == G
+  T* output;          // (rows, P)
+  Acc* cells;         // (rows, H), cells with a cell state only
+  T* h_n;             // (B, P): each sequence's state after its last step
+  Acc* c_n;           // (B, H), cells with a cell state only
+  Acc* recurrent;     // (B, G*H) scratch
+  T* unprojected;     // (B, H) scratch, with a projection only
+  Acc* projected;     // (B, P) scratch, with a projection when T != Acc
 };
 
 // Slices of units per parallel task of a forward step: enough
@@ -184,6 +209,7 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                       const RightOperand<T>& w_hh,
                       const RightOperand<T>* w_hr,
                       const ForwardBuffers<T>& buf) {
+  using Acc = compute_t<T>;
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   for (int64_t s = 0; s < layout.steps(); ++s) {
     const int64_t t = layout.step(s), live = layout.live(t);
@@ -194,9 +220,9 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                            buf.cells ? buf.cells + prev_row0 * H : nullptr,
                            buf.c0, nullptr};
 
-    T* gates_t = buf.gates + row0 * G * H;
-    T* saved_t = buf.saved + row0 * S * H;
-    T* cells_t = buf.cells ? buf.cells + row0 * H : nullptr;
+    Acc* gates_t = buf.gates + row0 * G * H;
+    Acc* saved_t = buf.saved + row0 * S * H;
+    Acc* cells_t = buf.cells ? buf.cells + row0 * H : nullptr;
     T* output_t = buf.output + row0 * P;
     T* h_out = w_hr != nullptr ? buf.unprojected : output_t;
     at::parallel_for(
@@ -213,7 +239,12 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                               cells_t, h_out);
         });
     if (w_hr != nullptr) {
-      multiply(live, buf.unprojected, H, *w_hr, T(0), output_t, P);
+      if constexpr (std::is_same_v<T, Acc>) {
+        multiply(live, buf.unprojected, H, *w_hr, T(0), output_t, P);
+      } else {
+        multiply(live, buf.unprojected, H, *w_hr, Acc(0), buf.projected, P);
+        std::copy(buf.projected, buf.projected + live * P, output_t);
+      }
     }
     // Sequences whose last step this was hand over their final state.
     const int64_t ending = layout.live_after(s);
@@ -228,18 +259,23 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
 
 template <typename T>
 struct BackwardBuffers {
+  using Acc = compute_t<T>;
   const T* h0;           // (B, P)
-  const T* c0;           // (B, H), cells with a cell state only
+  const Acc* c0;         // (B, H), cells with a cell state only
   const T* output;       // (rows, P): the forward's outputs
-  const T* saved;        // (rows, S*H): the forward's saved values
-  const T* cells;        // (rows, H), cells with a cell state only
+  const Acc* saved;      // (rows, S*H): the forward's saved values
+  const Acc* cells;      // (rows, H), cells with a cell state only
   const T* output_grad;  // (rows, P), or null when no gradient reached it
-  T* dh;                 // (B, P): gradient at h_n in, at h0 out
-  T* dc;                 // (B, H): gradient at c_n in, at c0 out (or null)
+  Acc* dh;               // (B, P): gradient at h_n in, at h0 out
+  Acc* dc;               // (B, H): gradient at c_n in, at c0 out (or null)
   T* dgates_x;           // (rows, G*H): input pre-activation gradients out
   T* dgates_h;           // (rows, G*H): recurrent ones, == dgates_x unless split
   T* dprojected;         // (rows, P): projection only, gradient at each output
-  T* dunprojected;       // (B, H) scratch, projection only
+  Acc* dunprojected;     // (B, H) scratch, projection only
+  // (B, G*H) scratch each when T != Acc: one step's gate gradients in Acc
+  // (row_h only for cells that split them).
+  Acc* row_x;
+  Acc* row_h;
 };
 
 // Backward time loop, steps in the reverse of processing order. `w_hh` is
@@ -249,6 +285,8 @@ void backward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
                        const RightOperand<T>& w_hh,
                        const RightOperand<T>* w_hr,
                        const BackwardBuffers<T>& buf) {
+  using Acc = compute_t<T>;
+  constexpr bool kSameType = std::is_same_v<T, Acc>;
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t grain = rows_per_task(G * H);
   for (int64_t s = layout.steps() - 1; s >= 0; --s) {
@@ -261,35 +299,41 @@ void backward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
         buf.cells ? buf.cells + row0 * H : nullptr};
     const T* dy = buf.output_grad == nullptr ? nullptr
                                              : buf.output_grad + row0 * P;
-    T* dh = buf.dh;
+    Acc* dh = buf.dh;
     if (w_hr != nullptr) {
       // The gradient at the projected output, kept for W_hr's gradient,
       // then carried back through W_hr to the unprojected h.
       T* dprojected = buf.dprojected + row0 * P;
       for (int64_t i = 0; i < live * P; ++i) {
-        dprojected[i] = buf.dh[i] + (dy == nullptr ? T(0) : dy[i]);
+        dprojected[i] = T(buf.dh[i] + (dy == nullptr ? Acc(0) : Acc(dy[i])));
       }
-      multiply(live, dprojected, P, *w_hr, T(0), buf.dunprojected, H);
+      multiply(live, dprojected, P, *w_hr, Acc(0), buf.dunprojected, H);
       dh = buf.dunprojected;
       dy = nullptr;
     }
-    const T* saved_t = buf.saved + row0 * S * H;
+    const Acc* saved_t = buf.saved + row0 * S * H;
     T* dgates_x = buf.dgates_x + row0 * G * H;
     T* dgates_h = buf.dgates_h + row0 * G * H;
+    Acc* row_x = buf.row_x;
+    Acc* row_h = buf.row_h;
+    if constexpr (kSameType) {
+      row_x = dgates_x;
+      row_h = dgates_h;
+    }
     at::parallel_for(0, live, grain, [&](int64_t b0, int64_t b1) {
       if (dy != nullptr) {
         backward_rows<Cell, true>(b0, b1, H, P, rows, saved_t, dy, dh, buf.dc,
-                                  dgates_x, dgates_h);
+                                  row_x, row_h, dgates_x, dgates_h);
       } else {
         backward_rows<Cell, false>(b0, b1, H, P, rows, saved_t, dy, dh, buf.dc,
-                                   dgates_x, dgates_h);
+                                   row_x, row_h, dgates_x, dgates_h);
       }
     });
     // The gradient at the previous h of the live rows through W_hh, added
     // to h's own share where the cell has one. Rows that started from the
     // initial state keep theirs: it is the gradient at h0.
     multiply(live, dgates_h, G * H, w_hh,
-             Cell::kReadsPreviousHidden ? T(1) : T(0), buf.dh, P);
+             Cell::kReadsPreviousHidden ? Acc(1) : Acc(0), buf.dh, P);
   }
 }
 
@@ -313,15 +357,15 @@ void gather_previous_outputs(const SequenceLayout& layout, int64_t P,
 
 // The unprojected h of every row, recomputed from the saved values: the
 // input of the projection, for W_hr's gradient.
-template <typename Cell, typename T>
-void recompute_unprojected(int64_t rows, int64_t H, const T* saved,
-                           const T* cells, T* unprojected) {
+template <typename Cell, typename T, typename Acc = compute_t<T>>
+void recompute_unprojected(int64_t rows, int64_t H, const Acc* saved,
+                           const Acc* cells, T* unprojected) {
   constexpr int64_t S = Cell::kSaved;
   at::parallel_for(0, rows, rows_per_task(H), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       for (int64_t j = 0; j < H; ++j) {
-        unprojected[r * H + j] =
-            Cell::hidden_from_saved(saved + r * S * H + j, H, cells[r * H + j]);
+        unprojected[r * H + j] = T(
+            Cell::hidden_from_saved(saved + r * S * H + j, H, cells[r * H + j]));
       }
     }
   });

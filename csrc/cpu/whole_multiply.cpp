@@ -1,35 +1,54 @@
 #include "whole_multiply.h"
 
+#include <ATen/OpMathType.h>
+
 #include "matmul/packed_multiply.h"
 
 namespace fusedrnn::cpu {
+namespace {
 
-at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
-                          const std::optional<at::Tensor>& bias) {
-  if (a.scalar_type() != at::kFloat || !packed_multiply_available() ||
-      a.size(0) < kMinRowsToPack) {
-    return bias ? at::addmm(*bias, a, b) : at::mm(a, b);
-  }
-  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&
-                  b.scalar_type() == at::kFloat,
-              "fusedrnn: whole_multiply got ", a.sizes(), " x ", b.sizes());
+template <typename E>
+at::Tensor packed_whole_multiply(const at::Tensor& a, const at::Tensor& b,
+                                 const std::optional<at::Tensor>& bias) {
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  const auto float_options = a.options().dtype(at::kFloat);
   if (M == 0 || N == 0 || K == 0) {
-    return bias ? bias->expand({M, N}).contiguous()
-                : at::zeros({M, N}, a.options());
+    return bias ? bias->to(at::kFloat).expand({M, N}).contiguous()
+                : at::zeros({M, N}, float_options);
   }
   // The kernels add the bias as they store C, so C is written once.
-  at::Tensor out = at::empty({M, N}, a.options());
-  const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
+  at::Tensor out = at::empty({M, N}, float_options);
+  const at::Tensor bias_c = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   // PackedMatrix reads a row-major W as W or as W^T.
   const bool transposed = !b.is_contiguous() && b.t().is_contiguous();
   const at::Tensor w = transposed ? b.t() : b.contiguous();
-  const PackedMatrix packed(w.data_ptr<float>(), w.size(0), w.size(1),
-                            transposed);
-  packed_multiply(M, {a.data_ptr<float>(), a.stride(0), a.stride(1)}, packed,
-                  0.0f, out.data_ptr<float>(), N,
+  const PackedMatrix<E> packed(w.data_ptr<E>(), w.size(0), w.size(1),
+                               transposed);
+  packed_multiply(M, LeftMatrix<E>{a.data_ptr<E>(), a.stride(0), a.stride(1)},
+                  packed, 0.0f, out.data_ptr<float>(), N,
                   bias_c.defined() ? bias_c.data_ptr<float>() : nullptr);
   return out;
+}
+
+}  // namespace
+
+at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
+                          const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&
+                  b.scalar_type() == a.scalar_type(),
+              "fusedrnn: whole_multiply got ", a.sizes(), " x ", b.sizes());
+  if (a.scalar_type() == at::kBFloat16 &&
+      packed_multiply_available<c10::BFloat16>()) {
+    return packed_whole_multiply<c10::BFloat16>(a, b, bias);
+  }
+  if (a.scalar_type() == at::kFloat && packed_multiply_available<float>() &&
+      a.size(0) >= kMinRowsToPack) {
+    return packed_whole_multiply<float>(a, b, bias);
+  }
+  // BLAS, in the compute type.
+  const auto dtype = at::toOpMathType(a.scalar_type());
+  const at::Tensor a_c = a.to(dtype), b_c = b.to(dtype);
+  return bias ? at::addmm(bias->to(dtype), a_c, b_c) : at::mm(a_c, b_c);
 }
 
 }  // namespace fusedrnn::cpu

@@ -2,10 +2,9 @@
 // steps in the forward, the input and weight gradients in the backward.
 //
 // Each is one multiply over every row of the sequence, thousands of rows by
-// a few hundred to a few thousand columns. For float on a CPU with AVX-512
-// they run on the same tile kernels as the step multiplies (matmul/), which
-// here reach about twice the rate of at::mm's MKL sgemm on these shapes;
-// elsewhere at::mm does them.
+// a few hundred to a few thousand columns. For float on a CPU with AVX-512,
+// and for bfloat16 on one with AVX512_BF16, they run on the same tile
+// kernels as the step multiplies (matmul/); elsewhere at::mm does them.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -15,7 +14,9 @@
 namespace fusedrnn::cpu {
 
 // a (M x K) times b (K x N), plus `bias` (N) on every row when given, as a
-// new contiguous (M x N) tensor. a and b are 2-D CPU tensors of one dtype;
+// new contiguous (M x N) tensor in the compute type (float for bfloat16:
+// products are summed in float, and the caller rounds the result only where
+// it must). a and b are 2-D CPU tensors of one dtype;
 // b is best contiguous or a transposed contiguous tensor (anything else is
 // copied first), a may have any strides (a transposed one is read in
 // blocks). Pass as b the operand with fewer elements: it is copied once

@@ -29,13 +29,6 @@ namespace fusedrnn::cuda {
 // float64, float16 or bfloat16 (the rest of the arguments:
 // check_layer_inputs).
 void check_cuda_input(const Tensor& input);
-// The options of the buffers kept in the compute type.
-at::TensorOptions compute_options(const Tensor& like);
-// A contiguous buffer in the compute type that the backward updates in
-// place, starting from `grad` or 0.
-Tensor state_gradient(const OptionalTensor& grad, const Tensor& like);
-// A per-step buffer from the forward: the input's device, the compute type.
-void check_saved(const Tensor& t, const Tensor& input, const char* name);
 
 template <typename Cell>
 LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,

@@ -1,5 +1,7 @@
 #include "layer_args.h"
 
+#include <ATen/OpMathType.h>
+
 namespace fusedrnn {
 
 void check_same(const Tensor& t, const Tensor& ref, const char* name) {
@@ -8,6 +10,25 @@ void check_same(const Tensor& t, const Tensor& ref, const char* name) {
   TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "fusedrnn: ", name,
               " has dtype ", t.scalar_type(), " but input has ",
               ref.scalar_type());
+}
+
+at::TensorOptions compute_options(const Tensor& like) {
+  return like.options().dtype(at::toOpMathType(like.scalar_type()));
+}
+
+void check_saved(const Tensor& t, const Tensor& input, const char* name) {
+  const auto expected = at::toOpMathType(input.scalar_type());
+  TORCH_CHECK(t.device() == input.device() && t.scalar_type() == expected,
+              "fusedrnn: expected ", name, " of dtype ", expected, " on ",
+              input.device(), " (as the forward returns it), got ",
+              t.scalar_type(), " on ", t.device());
+}
+
+Tensor state_gradient(const OptionalTensor& grad, const Tensor& like) {
+  if (!grad.has_value()) return at::zeros(like.sizes(), compute_options(like));
+  check_same(*grad, like, "final-state gradient");
+  check_shape(*grad, like.sizes(), "final-state gradient");
+  return at::empty(like.sizes(), compute_options(like)).copy_(*grad);
 }
 
 void check_shape(const Tensor& t, at::IntArrayRef expected, const char* name) {

@@ -50,6 +50,18 @@ struct LayerShape {
 
 void check_same(const Tensor& t, const Tensor& ref, const char* name);
 void check_shape(const Tensor& t, at::IntArrayRef expected, const char* name);
+
+// 16-bit inputs are computed in float32 on every back end; float32 and
+// float64 in their own type. The options of the buffers kept in that
+// compute type.
+at::TensorOptions compute_options(const Tensor& like);
+// A per-step buffer from the forward (`saved`, `cells`): the input's
+// device, the compute type.
+void check_saved(const Tensor& t, const Tensor& input, const char* name);
+// A contiguous buffer in the compute type that the backward updates in
+// place, starting from `grad` or 0. (Not *_like: those would copy the
+// strides of `like`.)
+Tensor state_gradient(const OptionalTensor& grad, const Tensor& like);
 // Every check of the arguments but the device and the dtype (each back end
 // checks its own first), before any memory is touched.
 LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,

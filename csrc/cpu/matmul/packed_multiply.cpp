@@ -32,15 +32,16 @@ constexpr int64_t kMinTaskWork = 1 << 16;
 // panels' worth of multiply-adds each of its elements meets).
 // A transposed A read in place would walk a large power-of-two stride per
 // k, which maps every load to the same few cache sets.
+template <typename E>
 class RowMajorBlocks {
  public:
-  explicit RowMajorBlocks(const LeftMatrix& a) : a_(a) {
+  explicit RowMajorBlocks(const LeftMatrix<E>& a) : a_(a) {
     if (a.depth_stride != 1) scratch_.resize(kRowBlock * kDepthBlock);
   }
   // Rows [i0, i0 + rows) and depth [k0, k0 + depth); sets *lda.
-  const float* block(int64_t i0, int64_t rows, int64_t k0, int64_t depth,
-                     int64_t* lda) {
-    const float* first = a_.data + i0 * a_.row_stride + k0 * a_.depth_stride;
+  const E* block(int64_t i0, int64_t rows, int64_t k0, int64_t depth,
+                 int64_t* lda) {
+    const E* first = a_.data + i0 * a_.row_stride + k0 * a_.depth_stride;
     if (a_.depth_stride == 1) {
       *lda = a_.row_stride;
       return first;
@@ -52,16 +53,17 @@ class RowMajorBlocks {
   }
 
  private:
-  LeftMatrix a_;
-  std::vector<float> scratch_;
+  LeftMatrix<E> a_;
+  std::vector<E> scratch_;
 };
 
 // Rows [i_begin, i_end) and panels [p0, p1) of C.
-void multiply_panels(int64_t i_begin, int64_t i_end, const LeftMatrix& a,
-                     const PackedMatrix& b, float beta, const float* bias,
+template <typename E>
+void multiply_panels(int64_t i_begin, int64_t i_end, const LeftMatrix<E>& a,
+                     const PackedMatrix<E>& b, float beta, const float* bias,
                      float* c, int64_t ldc, int64_t p0, int64_t p1) {
   const int64_t K = b.k();
-  RowMajorBlocks blocks(a);
+  RowMajorBlocks<E> blocks(a);
   for (int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
     const int64_t depth = std::min(kDepthBlock, K - k0);
     // Later depth blocks add to what the first one wrote (bias included).
@@ -70,19 +72,19 @@ void multiply_panels(int64_t i_begin, int64_t i_end, const LeftMatrix& a,
     for (int64_t i0 = i_begin; i0 < i_end; i0 += kRowBlock) {
       const int64_t block_rows = std::min(kRowBlock, i_end - i0);
       int64_t lda = 0;
-      const float* a_block = blocks.block(i0, block_rows, k0, depth, &lda);
+      const E* a_block = blocks.block(i0, block_rows, k0, depth, &lda);
       // As few tiles as the kernel's row limit allows, of near-equal
       // sizes: a 2-row tile reads the panel as often as a 6-row one.
       const int64_t tiles = (block_rows + kMaxTileRows - 1) / kMaxTileRows;
       for (int64_t p = p0; p < p1; ++p) {
-        const float* panel = b.panel_row(p, k0);
-        const int64_t column0 = p * PackedMatrix::kPanelWidth;
+        const E* panel = b.panel_row(p, k0);
+        const int64_t column0 = p * PackedMatrix<E>::kPanelWidth;
         const int vectors = static_cast<int>(b.vectors(p));
         int64_t row = 0;
         for (int64_t t = 0; t < tiles; ++t) {
           const int rows = static_cast<int>(block_rows / tiles +
                                             (t < block_rows % tiles ? 1 : 0));
-          avx512_tile_kernel(rows, vectors)(
+          avx512_tile_kernel<E>(rows, vectors)(
               depth, a_block + row * lda, lda, panel, block_beta,
               block_bias != nullptr ? block_bias + column0 : nullptr,
               c + (i0 + row) * ldc + column0, ldc, b.columns(p));
@@ -95,15 +97,16 @@ void multiply_panels(int64_t i_begin, int64_t i_end, const LeftMatrix& a,
 
 }  // namespace
 
-bool packed_multiply_available() { return has_avx512_kernels(); }
-
-void multiply_panel_range(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
+template <typename E>
+void multiply_panel_range(int64_t m, const LeftMatrix<E>& a,
+                          const PackedMatrix<E>& b,
                           float beta, float* c, int64_t ldc, int64_t p0,
                           int64_t p1) {
   multiply_panels(0, m, a, b, beta, /*bias=*/nullptr, c, ldc, p0, p1);
 }
 
-void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
+template <typename E>
+void packed_multiply(int64_t m, const LeftMatrix<E>& a, const PackedMatrix<E>& b,
                      float beta, float* c, int64_t ldc, const float* bias) {
   if (m == 0) return;
   const int64_t panels = b.panels();
@@ -119,7 +122,7 @@ void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
   const int64_t part_rows =
       ((m + parts - 1) / parts + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows;
   const int64_t panel_work = std::max<int64_t>(
-      1, std::min(m, part_rows) * b.k() * PackedMatrix::kPanelWidth);
+      1, std::min(m, part_rows) * b.k() * PackedMatrix<E>::kPanelWidth);
   const int64_t grain = std::max<int64_t>(1, kMinTaskWork / panel_work);
   // Task i is panel i % panels of row part i / panels. Contiguous shares of
   // panels: with the same threads every step, each keeps working on the
@@ -135,5 +138,16 @@ void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
     }
   });
 }
+
+#define FUSEDRNN_INSTANTIATE(E)                                              \
+  template void packed_multiply<E>(int64_t, const LeftMatrix<E>&,             \
+                                   const PackedMatrix<E>&, float, float*,     \
+                                   int64_t, const float*);                    \
+  template void multiply_panel_range<E>(int64_t, const LeftMatrix<E>&,        \
+                                        const PackedMatrix<E>&, float,        \
+                                        float*, int64_t, int64_t, int64_t);
+FUSEDRNN_INSTANTIATE(float)
+FUSEDRNN_INSTANTIATE(c10::BFloat16)
+#undef FUSEDRNN_INSTANTIATE
 
 }  // namespace fusedrnn::cpu

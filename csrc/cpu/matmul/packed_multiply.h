@@ -4,12 +4,17 @@
 #include <cstdint>
 
 #include "packed_matrix.h"
+#include "tile_kernels.h"
 
 namespace fusedrnn::cpu {
 
-// Whether packed_multiply can run on this CPU. RightOperand<float> packs
-// its matrix only then; otherwise BLAS does the multiplies.
-bool packed_multiply_available();
+// Whether packed_multiply can run on this CPU for elements E (float or
+// c10::BFloat16). RightOperand<float> packs its matrix only then;
+// otherwise BLAS does the multiplies.
+template <typename E>
+bool packed_multiply_available() {
+  return has_avx512_kernels<E>();
+}
 
 // Packing B copies all of it (K*N elements), which the faster multiplies
 // repay only over enough rows of A: about 8 at the break-even of a copy
@@ -20,25 +25,29 @@ constexpr int64_t kMinRowsToPack = 16;
 // The left operand A (m x K): element (i, k) is at
 // data[i * row_stride + k * depth_stride]. The time loops pass row-major
 // blocks (depth_stride 1); the weight gradients pass transposed ones.
+template <typename E>
 struct LeftMatrix {
-  const float* data;
+  const E* data;
   int64_t row_stride;
   int64_t depth_stride = 1;
 };
 
 // C (m x N) = A (m x K) B + beta C (+ bias, N floats added to every row,
-// when not null), C row-major with leading dimension ldc, where B (K x N)
-// is packed and not empty. Splits B's panels (and, when
+// when not null), C (float) row-major with leading dimension ldc, where B
+// (K x N) is packed and not empty; A and B have elements E. Splits B's panels (and, when
 // there are fewer panels than threads, A's rows) over the intra-op threads
 // with at::parallel_for, which runs them only where this library is
 // compiled with OpenMP (-fopenmp): without it, on one thread.
-void packed_multiply(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
+template <typename E>
+void packed_multiply(int64_t m, const LeftMatrix<E>& a, const PackedMatrix<E>& b,
                      float beta, float* c, int64_t ldc,
                      const float* bias = nullptr);
 
 // The same for B's panels [p0, p1) only (C's columns [64 p0, 64 p1), fewer
 // in a narrow last panel), on the calling thread.
-void multiply_panel_range(int64_t m, const LeftMatrix& a, const PackedMatrix& b,
+template <typename E>
+void multiply_panel_range(int64_t m, const LeftMatrix<E>& a,
+                          const PackedMatrix<E>& b,
                           float beta, float* c, int64_t ldc, int64_t p0,
                           int64_t p1);
 
