@@ -4,6 +4,7 @@ layer ops that use it.
     python tools/bench_matmul.py ops       # op forward/backward vs nn.LSTM
     python tools/bench_matmul.py kernel    # GFLOP/s of multiply() alone
     python tools/bench_matmul.py whole     # GFLOP/s of whole_multiply()
+    python tools/bench_matmul.py whole --dtype bfloat16
 
 `ops` times whatever `import fusedrnn` finds (put another build first on
 PYTHONPATH to compare). `kernel` compiles cpu/matmul.cpp and cpu/matmul/*.cpp
@@ -141,7 +142,7 @@ def build_kernel_module(csrc, openmp):
     if not binding.exists() or binding.read_text() != BINDING:
         binding.write_text(BINDING)
     sources = [binding, csrc / "cpu" / "matmul.cpp",
-               csrc / "cpu" / "whole_multiply.cpp",
+               csrc / "cpu" / "whole_multiply.cpp", csrc / "cpu" / "buffer_pool.cpp",
                *sorted((csrc / "cpu" / "matmul").glob("*.cpp"))]
     flags = ["-O3"] + (["-fopenmp"] if openmp else [])
     return load(name="bench_matmul_ext", sources=[str(s) for s in sources],
@@ -158,13 +159,15 @@ def kernel_shapes():
             yield f"bwd H={H}", m, 4 * H, H, False  # dgates (m, 4H) @ W_hh
 
 
-def whole_shapes():
+def whole_shapes(dtype):
     """(label, a, b, bias) of the multiplies outside the time loop, per op
     size: the input projection (with b_ih), the input gradient, the weight
     gradient (a transposed left operand)."""
     for name, (T, B, I, H) in OP_SIZES.items():
-        x, dgates, w_ih = torch.randn(T * B, I), torch.randn(T * B, 4 * H), torch.randn(4 * H, I)
-        yield f"in-proj {name}", x, w_ih.t(), torch.randn(4 * H)
+        x, dgates, w_ih = (torch.randn(T * B, I, dtype=dtype),
+                           torch.randn(T * B, 4 * H, dtype=dtype),
+                           torch.randn(4 * H, I, dtype=dtype))
+        yield f"in-proj {name}", x, w_ih.t(), torch.randn(4 * H, dtype=dtype)
         yield f"grad-in {name}", dgates, w_ih, None
         yield f"grad-w {name}", dgates.t(), x, None
 
@@ -196,15 +199,17 @@ def bench_kernel(csrc, openmp, repeats):
               f"{flops / mm / 1e9:9.1f}")
 
 
-def bench_whole(csrc, openmp, repeats):
+def bench_whole(csrc, openmp, repeats, dtype):
     ext = build_kernel_module(csrc, openmp)
-    print(f"csrc={csrc} openmp={openmp} threads={torch.get_num_threads()}  "
+    print(f"csrc={csrc} openmp={openmp} threads={torch.get_num_threads()} {dtype}  "
           f"GFLOP/s (median of {repeats})")
     print(f"{'shape':18} {'M':>5} {'K':>5} {'N':>5} {'whole':>9} {'torch':>9}")
-    for label, a, b, bias in whole_shapes():
+    for label, a, b, bias in whole_shapes(dtype):
         (m, K), N = a.shape, b.shape[1]
-        expected = a @ b if bias is None else torch.addmm(bias, a, b)
-        torch.testing.assert_close(ext.whole_multiply(a, b, bias), expected,
+        # The exact product of the same inputs; whole_multiply returns float.
+        a64, b64 = a.double(), b.double()
+        expected = a64 @ b64 if bias is None else torch.addmm(bias.double(), a64, b64)
+        torch.testing.assert_close(ext.whole_multiply(a, b, bias).double(), expected,
                                    rtol=1e-4, atol=1e-3)
         ours = median_time("ext.whole_multiply(a, b, bias)", repeats, ext=ext, a=a,
                            b=b, bias=bias)
@@ -222,6 +227,8 @@ def main():
     parser.add_argument("--csrc", type=Path, default=ROOT / "csrc")
     parser.add_argument("--openmp", action="store_true")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads first")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="of `whole` (bfloat16 needs AVX512_BF16)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,7 +237,8 @@ def main():
     elif args.what == "kernel":
         bench_kernel(args.csrc.resolve(), args.openmp, args.repeats)
     else:
-        bench_whole(args.csrc.resolve(), args.openmp, args.repeats)
+        bench_whole(args.csrc.resolve(), args.openmp, args.repeats,
+                    getattr(torch, args.dtype))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../ops/layer_args.h"
+#include "buffer_pool.h"
 #include "sequence_driver.h"
 #include "whole_multiply.h"
 
@@ -55,19 +56,19 @@ LayerOutputs layer_forward(const LayerInputs& in, const OptionalTensor& b_ih,
     gates = whole_multiply(x, in.w_ih.t());
   }
   LayerOutputs out;
-  out.saved = S == G ? gates : at::empty({rows, S * H}, acc_options);
-  out.output = at::empty(shape.rows_of(P), options);
+  out.saved = S == G ? gates : pooled_empty({rows, S * H}, acc_options);
+  out.output = pooled_empty(shape.rows_of(P), options);
   out.h_n = at::empty({B, P}, options);
   Tensor c_n;
   if constexpr (Cell::kHasCellState) {
-    out.cells = at::empty(shape.rows_of(H), acc_options);
+    out.cells = pooled_empty(shape.rows_of(H), acc_options);
     c_n = at::empty({B, H}, acc_options);
   }
   const bool projected = in.w_hr.has_value();
   const bool rounded = options.dtype() != acc_options.dtype();
-  Tensor recurrent = at::empty({B, G * H}, acc_options);
-  Tensor unprojected = at::empty({projected ? B : 0, H}, options);
-  Tensor projected_acc = at::empty({projected && rounded ? B : 0, P}, acc_options);
+  Tensor recurrent = pooled_empty({B, G * H}, acc_options);
+  Tensor unprojected = pooled_empty({projected ? B : 0, H}, options);
+  Tensor projected_acc = pooled_empty({projected && rounded ? B : 0, P}, acc_options);
   const Tensor w_hh = in.w_hh.contiguous(), h0 = in.h0.contiguous();
   const Tensor c0 = in.c0 ? in.c0->to(acc_options).contiguous() : Tensor();
   const Tensor w_hr = projected ? in.w_hr->contiguous() : Tensor();
@@ -134,16 +135,16 @@ LayerGradients layer_backward(const LayerInputs& in,
   // The state gradients accumulate in the compute type.
   Tensor dh = state_gradient(grad_h_n, in.h0);
   Tensor dc = Cell::kHasCellState ? state_gradient(grad_c_n, *in.c0) : Tensor();
-  Tensor dgates_x = at::empty({rows, G * H}, options);
+  Tensor dgates_x = pooled_empty({rows, G * H}, options);
   Tensor dgates_h =
-      Cell::kSplitRecurrentGrad ? at::empty({rows, G * H}, options) : dgates_x;
-  Tensor row_x = at::empty({rounded ? B : 0, G * H}, acc_options);
-  Tensor row_h = at::empty(
+      Cell::kSplitRecurrentGrad ? pooled_empty({rows, G * H}, options) : dgates_x;
+  Tensor row_x = pooled_empty({rounded ? B : 0, G * H}, acc_options);
+  Tensor row_h = pooled_empty(
       {rounded && Cell::kSplitRecurrentGrad ? B : 0, G * H}, acc_options);
-  Tensor dprojected = at::empty({projected ? rows : 0, P}, options);
-  Tensor dunprojected = at::empty({projected ? B : 0, H}, acc_options);
-  Tensor h_prev = at::empty({rows, P}, options);
-  Tensor unprojected = at::empty({projected ? rows : 0, H}, options);
+  Tensor dprojected = pooled_empty({projected ? rows : 0, P}, options);
+  Tensor dunprojected = pooled_empty({projected ? B : 0, H}, acc_options);
+  Tensor h_prev = pooled_empty({rows, P}, options);
+  Tensor unprojected = pooled_empty({projected ? rows : 0, H}, options);
 
   AT_DISPATCH_FLOATING_TYPES_AND(
       at::kBFloat16, in.input.scalar_type(), "layer_backward", [&] {
@@ -174,19 +175,19 @@ LayerGradients layer_backward(const LayerInputs& in,
 
   // Everything that does not depend on the step order, as large multiplies
   // (in the compute type, rounded to the storage type at the end).
-  const auto dtype = options.dtype();
+  const auto dtype = in.input.scalar_type();
   const Tensor x = in.input.contiguous().view({rows, shape.input_size});
   LayerGradients grads;
   grads.input =
-      whole_multiply(dgates_x, in.w_ih).to(dtype).view(in.input.sizes());
+      pooled_to(whole_multiply(dgates_x, in.w_ih), dtype).view(in.input.sizes());
   grads.h0 = dh.to(dtype);
   if constexpr (Cell::kHasCellState) grads.c0 = dc.to(dtype);
-  grads.w_ih = whole_multiply(dgates_x.t(), x).to(dtype);
-  grads.w_hh = whole_multiply(dgates_h.t(), h_prev).to(dtype);
+  grads.w_ih = pooled_to(whole_multiply(dgates_x.t(), x), dtype);
+  grads.w_hh = pooled_to(whole_multiply(dgates_h.t(), h_prev), dtype);
   grads.b_ih = dgates_x.sum(0);
   grads.b_hh = Cell::kSplitRecurrentGrad ? dgates_h.sum(0) : grads.b_ih;
   if (projected) {
-    grads.w_hr = whole_multiply(dprojected.t(), unprojected).to(dtype);
+    grads.w_hr = pooled_to(whole_multiply(dprojected.t(), unprojected), dtype);
   }
   return grads;
 }

@@ -2,6 +2,7 @@
 
 #include <ATen/OpMathType.h>
 
+#include "buffer_pool.h"
 #include "matmul/packed_multiply.h"
 
 namespace fusedrnn::cpu {
@@ -17,7 +18,7 @@ at::Tensor packed_whole_multiply(const at::Tensor& a, const at::Tensor& b,
                 : at::zeros({M, N}, float_options);
   }
   // The kernels add the bias as they store C, so C is written once.
-  at::Tensor out = at::empty({M, N}, float_options);
+  at::Tensor out = pooled_empty({M, N}, float_options);
   const at::Tensor bias_c = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   // PackedMatrix reads a row-major W as W or as W^T.
   const bool transposed = !b.is_contiguous() && b.t().is_contiguous();
