@@ -50,6 +50,9 @@ def _parser():
                         help="fwd (no grad), fwd+bwd, train (end to end); default all")
     parser.add_argument("--input", nargs="+", choices=("dense", "packed", "proj"),
                         help="input kinds: dense, PackedSequence, proj_size=H/2 (default all)")
+    parser.add_argument("--skip", nargs="+", choices=["torch-native", "reference"],
+                        help="implementations not to time (torch.nn's native bfloat16 LSTM "
+                             "takes 19 s per fastrnns fwd+bwd call)")
     parser.add_argument("--compile", action="store_true",
                         help="also time the reference under torch.compile (slow: compiling "
                              "takes about a minute per case)")
@@ -86,7 +89,8 @@ def _run(argv):
     modes = args.mode or RUN_MODES
     min_run_time = args.min_run_time or (0.2 if args.quick else 0.5)
     train_steps = args.train_steps or (20 if args.quick else 100)
-    impls = DEFAULT_IMPLS + (("reference+compile",) if args.compile else ())
+    impls = tuple(impl for impl in DEFAULT_IMPLS if impl not in (args.skip or ())) + \
+        (("reference+compile",) if args.compile else ())
 
     try:
         cases = grid(cells, devices, quick=args.quick, sizes=args.size, dtypes=args.dtype,
