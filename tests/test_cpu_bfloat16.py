@@ -105,6 +105,23 @@ def test_modules_match_float64(mode, packed):
     assert max(grad_errors) <= max(GRAD_BOUND, 1.5 * nn_grad_error), context
 
 
+@pytest.mark.parametrize("mode", list(CELLS))
+def test_few_rows_match_float64(mode):
+    """Fewer than 16 rows in all (a step of a small batch): the weights are
+    read in place by the few-row kernels instead of packed."""
+    torch.manual_seed(0)
+    kwargs = dict(proj_size=5) if mode == "LSTM" else {}
+    ours = CELLS[mode][1](37, 43, num_layers=2, dtype=torch.bfloat16,
+                          **CELLS[mode][2], **kwargs)
+    x = _input(3, 2, 37, packed=False)
+    with OpRecorder() as recorder:
+        actual, actual_grads = _run_and_grad(ours, x)
+    assert recorder.names.count(f"fusedrnn.{OP_NAMES[mode]}_layer_forward") == 2
+    expected, expected_grads = _run_and_grad(_float64_twin(ours), x.double())
+    assert max(_relative_errors(actual, expected)) <= OUT_BOUND
+    assert max(_relative_errors(actual_grads, expected_grads)) <= GRAD_BOUND
+
+
 @pytest.mark.parametrize("proj_size", [5, 16])
 def test_projected_lstm_matches_float64(proj_size):
     torch.manual_seed(0)

@@ -142,7 +142,8 @@ def build_kernel_module(csrc, openmp):
     if not binding.exists() or binding.read_text() != BINDING:
         binding.write_text(BINDING)
     sources = [binding, csrc / "cpu" / "matmul.cpp",
-               csrc / "cpu" / "whole_multiply.cpp", csrc / "cpu" / "buffer_pool.cpp",
+               csrc / "cpu" / "whole_multiply.cpp",
+               csrc / "cpu" / "buffer_pool.cpp",
                *sorted((csrc / "cpu" / "matmul").glob("*.cpp"))]
     flags = ["-O3"] + (["-fopenmp"] if openmp else [])
     return load(name="bench_matmul_ext", sources=[str(s) for s in sources],

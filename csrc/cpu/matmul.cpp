@@ -1,11 +1,13 @@
 #include "matmul.h"
 
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <limits>
 #include <type_traits>
 
+#include "matmul/few_rows.h"
 #include "matmul/packed_multiply.h"
 
 // The Fortran BLAS entry points exported by libtorch_cpu (LP64: 32-bit ints).
@@ -44,26 +46,24 @@ void blas_gemm(const char* ta, const char* tb, const int* m, const int* n,
   dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// Block g of op(W) (columns [g*n, (g+1)*n)) in the tile kernels' layout.
-// float is left to BLAS where the kernels cannot run or would not repay the
-// copy (a CPU without them, too few rows, an empty W); bfloat16 must be
-// packed.
+// Block g of op(W) (columns [g*n, (g+1)*n)) in the tile kernels' layout,
+// or nothing where they cannot run or would not repay the copy (a CPU
+// without them, too few rows, an empty W): then float goes to BLAS and
+// bfloat16 to the few-row kernels.
 template <typename T>
 std::vector<PackedMatrix<T>> pack_for_kernels(const T* w, int64_t rows,
                                               int64_t cols, bool transpose,
                                               int64_t total_rows,
                                               int64_t groups) {
   std::vector<PackedMatrix<T>> blocks;
-  if constexpr (std::is_same_v<T, float>) {
-    if (!packed_multiply_available<float>() || total_rows < kMinRowsToPack ||
-        rows * cols == 0) {
-      return blocks;
-    }
-  } else {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
     TORCH_CHECK(packed_multiply_available<T>(),
                 "fusedrnn: this CPU has no AVX512_BF16 for the bfloat16 "
                 "kernels");
-    TORCH_INTERNAL_ASSERT(rows * cols > 0);
+  }
+  if (!packed_multiply_available<T>() || total_rows < kMinRowsToPack ||
+      rows * cols == 0) {
+    return blocks;
   }
   // Column blocks of W^T are row blocks of W, which pack as they stand.
   TORCH_INTERNAL_ASSERT(groups == 1 || transpose);
@@ -90,6 +90,23 @@ void blas_multiply(int64_t m, const T* a, int64_t lda, const T* w,
   const T one = 1;
   blas_gemm(&tw, &ta, &in, &im, &ik, &one, w, &ildw, a, &ilda, &beta, c,
             &ildc);
+}
+
+// blas_multiply for every storage type: bfloat16 (no BLAS) on the
+// few-row kernels, on the calling thread.
+template <typename T>
+void unpacked_multiply(int64_t m, const T* a, int64_t lda, const T* w,
+                       int64_t ldw, int64_t k, int64_t n, bool transpose,
+                       compute_t<T> beta, compute_t<T>* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if (transpose) {
+      few_rows_times_transposed(m, a, lda, w, ldw, k, n, beta, c, ldc);
+    } else {
+      few_rows_times(m, a, lda, w, ldw, k, n, beta, c, ldc);
+    }
+  } else {
+    blas_multiply(m, a, lda, w, ldw, k, n, transpose, beta, c, ldc);
+  }
 }
 
 }  // namespace
@@ -123,7 +140,16 @@ void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
       return;
     }
   }
-  if constexpr (!std::is_same_v<T, c10::BFloat16>) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    // The few-row kernels run on one thread: the threads share C's
+    // columns, which are rows of W (transposed) or columns of it.
+    const int64_t grain = std::max<int64_t>(1, kMinTaskWork / (m * w.k()));
+    at::parallel_for(0, w.n(), grain, [&](int64_t j0, int64_t j1) {
+      const T* part = w.transpose_ ? w.w_ + j0 * w.cols_ : w.w_ + j0;
+      unpacked_multiply(m, a, lda, part, w.cols_, w.k(), j1 - j0,
+                        w.transpose_, beta, c + j0, ldc);
+    });
+  } else {
     blas_multiply(m, a, lda, w.w_, w.cols_, w.k(), w.n(), w.transpose_, beta,
                   c, ldc);
   }
@@ -147,13 +173,11 @@ void multiply_units(int64_t m, const T* a, int64_t lda,
         continue;
       }
     }
-    if constexpr (!std::is_same_v<T, c10::BFloat16>) {
-      // Columns [column0, column0 + u1 - u0) of op(W): rows of W when op(W)
-      // is W^T, columns of W otherwise.
-      const T* part = w.transpose_ ? w.w_ + column0 * w.cols_ : w.w_ + column0;
-      blas_multiply(m, a, lda, part, w.cols_, w.k(), u1 - u0, w.transpose_,
-                    T(0), c + column0, ldc);
-    }
+    // Columns [column0, column0 + u1 - u0) of op(W): rows of W when op(W)
+    // is W^T, columns of W otherwise.
+    const T* part = w.transpose_ ? w.w_ + column0 * w.cols_ : w.w_ + column0;
+    unpacked_multiply(m, a, lda, part, w.cols_, w.k(), u1 - u0, w.transpose_,
+                      compute_t<T>(0), c + column0, ldc);
   }
 }
 

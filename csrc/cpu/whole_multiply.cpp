@@ -3,6 +3,7 @@
 #include <ATen/OpMathType.h>
 
 #include "buffer_pool.h"
+#include "matmul/few_rows.h"
 #include "matmul/packed_multiply.h"
 
 namespace fusedrnn::cpu {
@@ -31,6 +32,28 @@ at::Tensor packed_whole_multiply(const at::Tensor& a, const at::Tensor& b,
   return out;
 }
 
+// The same for bfloat16 with fewer than kMinRowsToPack rows of a, where
+// packing b would cost more than the multiply: the few-row kernels read it
+// in place.
+at::Tensor few_rows_whole_multiply(const at::Tensor& a, const at::Tensor& b,
+                                   const std::optional<at::Tensor>& bias) {
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  at::Tensor out = pooled_empty({M, N}, a.options().dtype(at::kFloat));
+  const at::Tensor a_c = a.contiguous();
+  using BFloat16 = c10::BFloat16;
+  if (!b.is_contiguous() && b.t().is_contiguous()) {
+    // b = W^T for a row-major W (N x K).
+    few_rows_times_transposed(M, a_c.data_ptr<BFloat16>(), K,
+                              b.data_ptr<BFloat16>(), K, K, N, 0.0f,
+                              out.data_ptr<float>(), N);
+  } else {
+    const at::Tensor b_c = b.contiguous();
+    few_rows_times(M, a_c.data_ptr<BFloat16>(), K, b_c.data_ptr<BFloat16>(), N,
+                   K, N, 0.0f, out.data_ptr<float>(), N);
+  }
+  return bias ? out.add_(*bias) : out;
+}
+
 }  // namespace
 
 at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
@@ -40,7 +63,9 @@ at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
               "fusedrnn: whole_multiply got ", a.sizes(), " x ", b.sizes());
   if (a.scalar_type() == at::kBFloat16 &&
       packed_multiply_available<c10::BFloat16>()) {
-    return packed_whole_multiply<c10::BFloat16>(a, b, bias);
+    return a.size(0) < kMinRowsToPack
+               ? few_rows_whole_multiply(a, b, bias)
+               : packed_whole_multiply<c10::BFloat16>(a, b, bias);
   }
   if (a.scalar_type() == at::kFloat && packed_multiply_available<float>() &&
       a.size(0) >= kMinRowsToPack) {

@@ -20,11 +20,6 @@ namespace {
 constexpr int64_t kDepthBlock = 512;
 constexpr int64_t kRowBlock = 192;
 
-// Work of one parallel task, in multiply-adds (about a microsecond's
-// worth): below this, waking a second thread costs more than it saves.
-// Small enough that the few-row step multiplies still split, so that each
-// thread's part of W stays in its own L2.
-constexpr int64_t kMinTaskWork = 1 << 16;
 
 // A block of A that the tile kernels can read: rows with consecutive
 // elements along k. Row-major A is read in place; any other A is copied

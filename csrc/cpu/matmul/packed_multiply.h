@@ -22,6 +22,12 @@ bool packed_multiply_available() {
 // batch 1, say: the streaming case), B is used in place by BLAS.
 constexpr int64_t kMinRowsToPack = 16;
 
+// Work of one parallel task, in multiply-adds (about a microsecond's
+// worth): below this, waking a second thread costs more than it saves.
+// Small enough that the few-row step multiplies still split, so that each
+// thread's part of W stays in its own L2.
+constexpr int64_t kMinTaskWork = 1 << 16;
+
 // The left operand A (m x K): element (i, k) is at
 // data[i * row_stride + k * depth_stride]. The time loops pass row-major
 // blocks (depth_stride 1); the weight gradients pass transposed ones.

@@ -176,7 +176,11 @@ bool has_avx512_kernels<float>() {
 
 template <>
 bool has_avx512_kernels<c10::BFloat16>() {
+  // (The few-row kernels, few_rows.h, also use AVX512BW and AVX512VL,
+  // which every CPU with AVX512_BF16 has.)
   static const bool supported = __builtin_cpu_supports("avx512f") &&
+                                __builtin_cpu_supports("avx512bw") &&
+                                __builtin_cpu_supports("avx512vl") &&
                                 __builtin_cpu_supports("avx512bf16");
   return supported;
 }
