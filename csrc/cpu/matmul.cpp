@@ -1,6 +1,5 @@
 #include "matmul.h"
 
-#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -93,17 +92,13 @@ void blas_multiply(int64_t m, const T* a, int64_t lda, const T* w,
 }
 
 // blas_multiply for every storage type: bfloat16 (no BLAS) on the
-// few-row kernels, on the calling thread.
+// few-row kernels.
 template <typename T>
 void unpacked_multiply(int64_t m, const T* a, int64_t lda, const T* w,
                        int64_t ldw, int64_t k, int64_t n, bool transpose,
                        compute_t<T> beta, compute_t<T>* c, int64_t ldc) {
   if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    if (transpose) {
-      few_rows_times_transposed(m, a, lda, w, ldw, k, n, beta, c, ldc);
-    } else {
-      few_rows_times(m, a, lda, w, ldw, k, n, beta, c, ldc);
-    }
+    few_rows_multiply(m, a, lda, w, ldw, k, n, transpose, beta, c, ldc);
   } else {
     blas_multiply(m, a, lda, w, ldw, k, n, transpose, beta, c, ldc);
   }
@@ -140,19 +135,8 @@ void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
       return;
     }
   }
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    // The few-row kernels run on one thread: the threads share C's
-    // columns, which are rows of W (transposed) or columns of it.
-    const int64_t grain = std::max<int64_t>(1, kMinTaskWork / (m * w.k()));
-    at::parallel_for(0, w.n(), grain, [&](int64_t j0, int64_t j1) {
-      const T* part = w.transpose_ ? w.w_ + j0 * w.cols_ : w.w_ + j0;
-      unpacked_multiply(m, a, lda, part, w.cols_, w.k(), j1 - j0,
-                        w.transpose_, beta, c + j0, ldc);
-    });
-  } else {
-    blas_multiply(m, a, lda, w.w_, w.cols_, w.k(), w.n(), w.transpose_, beta,
-                  c, ldc);
-  }
+  unpacked_multiply(m, a, lda, w.w_, w.cols_, w.k(), w.n(), w.transpose_, beta,
+                    c, ldc);
 }
 
 template <typename T>

@@ -40,17 +40,12 @@ at::Tensor few_rows_whole_multiply(const at::Tensor& a, const at::Tensor& b,
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   at::Tensor out = pooled_empty({M, N}, a.options().dtype(at::kFloat));
   const at::Tensor a_c = a.contiguous();
-  using BFloat16 = c10::BFloat16;
-  if (!b.is_contiguous() && b.t().is_contiguous()) {
-    // b = W^T for a row-major W (N x K).
-    few_rows_times_transposed(M, a_c.data_ptr<BFloat16>(), K,
-                              b.data_ptr<BFloat16>(), K, K, N, 0.0f,
-                              out.data_ptr<float>(), N);
-  } else {
-    const at::Tensor b_c = b.contiguous();
-    few_rows_times(M, a_c.data_ptr<BFloat16>(), K, b_c.data_ptr<BFloat16>(), N,
-                   K, N, 0.0f, out.data_ptr<float>(), N);
-  }
+  // b is W^T for a row-major W (N x K), or W (K x N) itself.
+  const bool transposed = !b.is_contiguous() && b.t().is_contiguous();
+  const at::Tensor w = transposed ? b.t() : b.contiguous();
+  few_rows_multiply(M, a_c.data_ptr<c10::BFloat16>(), K,
+                    w.data_ptr<c10::BFloat16>(), w.size(1), K, N, transposed,
+                    0.0f, out.data_ptr<float>(), N);
   return bias ? out.add_(*bias) : out;
 }
 

@@ -11,7 +11,7 @@
 //   products of 32 elements at a time).
 // - op(W) = W, W (k x n) row-major: each row of W, widened to float, is
 //   added to the rows of C times A's element (16 columns at a time).
-// Both run on the calling thread; both need has_avx512_kernels<BFloat16>().
+// Needs has_avx512_kernels<BFloat16>().
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -20,14 +20,13 @@
 
 namespace fusedrnn::cpu {
 
-// C (m x n) = A (m x k) W^T + beta C, for W (n x k) with leading dim ldw.
-void few_rows_times_transposed(int64_t m, const c10::BFloat16* a, int64_t lda,
-                               const c10::BFloat16* w, int64_t ldw, int64_t k,
-                               int64_t n, float beta, float* c, int64_t ldc);
-
-// C (m x n) = A (m x k) W + beta C, for W (k x n) with leading dim ldw.
-void few_rows_times(int64_t m, const c10::BFloat16* a, int64_t lda,
-                    const c10::BFloat16* w, int64_t ldw, int64_t k, int64_t n,
-                    float beta, float* c, int64_t ldc);
+// C (m x n) = A (m x k) op(W) + beta C, with op(W) = W^T for a W (n x k)
+// when `transpose`, else W (k x n); ldw is W's leading dimension. Splits
+// C's columns over the intra-op threads (inside a parallel region it runs
+// on the calling thread).
+void few_rows_multiply(int64_t m, const c10::BFloat16* a, int64_t lda,
+                       const c10::BFloat16* w, int64_t ldw, int64_t k,
+                       int64_t n, bool transpose, float beta, float* c,
+                       int64_t ldc);
 
 }  // namespace fusedrnn::cpu

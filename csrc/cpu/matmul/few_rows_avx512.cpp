@@ -3,9 +3,12 @@
 // target attributes, and only called after has_avx512_kernels<BFloat16>().
 #include "few_rows.h"
 
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+
+#include "packed_multiply.h"  // kMinTaskWork
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -19,11 +22,12 @@ namespace fusedrnn::cpu {
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 namespace {
+
 // Rows of A (and C) per pass over W: their accumulators stay in registers.
 constexpr int64_t kRowGroup = 8;
-}  // namespace
 
-FUSEDRNN_AVX512_BF16 void few_rows_times_transposed(
+// C = A W^T + beta C, W (n x k): dot products along k.
+FUSEDRNN_AVX512_BF16 void times_transposed(
     int64_t m, const c10::BFloat16* a, int64_t lda, const c10::BFloat16* w,
     int64_t ldw, int64_t k, int64_t n, float beta, float* c, int64_t ldc) {
   for (int64_t m0 = 0; m0 < m; m0 += kRowGroup) {
@@ -52,10 +56,10 @@ FUSEDRNN_AVX512_BF16 void few_rows_times_transposed(
   }
 }
 
-FUSEDRNN_AVX512_BF16 void few_rows_times(int64_t m, const c10::BFloat16* a,
-                                         int64_t lda, const c10::BFloat16* w,
-                                         int64_t ldw, int64_t k, int64_t n,
-                                         float beta, float* c, int64_t ldc) {
+// C = A W + beta C, W (k x n): rows of W times A's elements.
+FUSEDRNN_AVX512_BF16 void times(int64_t m, const c10::BFloat16* a, int64_t lda,
+                                const c10::BFloat16* w, int64_t ldw, int64_t k,
+                                int64_t n, float beta, float* c, int64_t ldc) {
   for (int64_t m0 = 0; m0 < m; m0 += kRowGroup) {
     const int64_t rows = std::min(kRowGroup, m - m0);
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
@@ -86,17 +90,29 @@ FUSEDRNN_AVX512_BF16 void few_rows_times(int64_t m, const c10::BFloat16* a,
   }
 }
 
-#else  // not x86-64
+}  // namespace
 
-void few_rows_times_transposed(int64_t, const c10::BFloat16*, int64_t,
-                               const c10::BFloat16*, int64_t, int64_t, int64_t,
-                               float, float*, int64_t) {
-  TORCH_INTERNAL_ASSERT(false, "fusedrnn: no bfloat16 kernels off x86-64");
+void few_rows_multiply(int64_t m, const c10::BFloat16* a, int64_t lda,
+                       const c10::BFloat16* w, int64_t ldw, int64_t k,
+                       int64_t n, bool transpose, float beta, float* c,
+                       int64_t ldc) {
+  if (m == 0) return;
+  const int64_t grain = std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, m * k));
+  at::parallel_for(0, n, grain, [&](int64_t j0, int64_t j1) {
+    // Columns [j0, j1) of op(W): rows of W^T's W, or columns of W.
+    if (transpose) {
+      times_transposed(m, a, lda, w + j0 * ldw, ldw, k, j1 - j0, beta, c + j0, ldc);
+    } else {
+      times(m, a, lda, w + j0, ldw, k, j1 - j0, beta, c + j0, ldc);
+    }
+  });
 }
 
-void few_rows_times(int64_t, const c10::BFloat16*, int64_t,
-                    const c10::BFloat16*, int64_t, int64_t, int64_t, float,
-                    float*, int64_t) {
+#else  // not x86-64
+
+void few_rows_multiply(int64_t, const c10::BFloat16*, int64_t,
+                       const c10::BFloat16*, int64_t, int64_t, int64_t, bool,
+                       float, float*, int64_t) {
   TORCH_INTERNAL_ASSERT(false, "fusedrnn: no bfloat16 kernels off x86-64");
 }
 
