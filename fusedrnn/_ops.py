@@ -94,7 +94,13 @@ torch.library.register_autograd(
 # GRU and Elman RNN ops: the same shape as the LSTM ops without c and
 # projection, so one registration serves both. Their trailing flags are
 # (reverse,) for the GRU and (relu, reverse) for the RNN.
-def _register_single_state_op(name, saved_per_unit):
+#
+# The Elman RNN's saved value per unit is h' itself, which is also its
+# output (it has no projection): `saved_is_output` keeps only the output for
+# the backward and hands it to the backward op as `saved` (in float32 for
+# 16-bit input, as the op expects), so the layer keeps what torch.nn keeps
+# instead of two copies of h'.
+def _register_single_state_op(name, saved_per_unit, saved_is_output=False):
     forward_op = getattr(_ops, f"{name}_layer_forward")
     backward_op = getattr(_ops, f"{name}_layer_backward")
 
@@ -115,13 +121,16 @@ def _register_single_state_op(name, saved_per_unit):
     def setup_context(ctx, inputs, output):
         input, h0, w_ih, w_hh, b_ih, _, batch_sizes, *flags = inputs
         y, _, saved = output
-        ctx.save_for_backward(input, h0, w_ih, w_hh, batch_sizes, y, saved)
+        ctx.save_for_backward(input, h0, w_ih, w_hh, batch_sizes, y,
+                              None if saved_is_output else saved)
         ctx.flags = flags
         ctx.has_bias = b_ih is not None
         ctx.mark_non_differentiable(saved)
 
     def backward(ctx, grad_y, grad_h_n, _grad_saved):
         input, h0, w_ih, w_hh, batch_sizes, y, saved = ctx.saved_tensors
+        if saved_is_output:
+            saved = y.to(_saved_dtype(input))
         grads = backward_op(grad_y, grad_h_n, input, h0, w_ih, w_hh, batch_sizes, y, saved,
                             *ctx.flags)
         grad_b_ih, grad_b_hh = (grads[4], grads[-1]) if ctx.has_bias else (None, None)
@@ -135,7 +144,7 @@ def _register_single_state_op(name, saved_per_unit):
 
 
 _gru_forward = _register_single_state_op("gru", saved_per_unit=4)
-_rnn_forward = _register_single_state_op("rnn", saved_per_unit=1)
+_rnn_forward = _register_single_state_op("rnn", saved_per_unit=1, saved_is_output=True)
 
 # Under CPU or CUDA autocast the ops compute in float32 (with autocast off
 # inside, so their own multiplies stay float32); the modules then cast
