@@ -59,6 +59,10 @@ def _lstm_layer_setup_context(ctx, inputs, output):
     ctx.reverse = reverse
     ctx.has_bias = b_ih is not None
     ctx.mark_non_differentiable(gates, cells)
+    # Outputs nothing depends on (y of a many-to-one model, often h_n and
+    # c_n) reach the backward as None, not as zero tensors to allocate,
+    # fill and add: the backward op takes each gradient as optional.
+    ctx.set_materialize_grads(False)
 
 
 def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
@@ -126,6 +130,7 @@ def _register_single_state_op(name, saved_per_unit, saved_is_output=False):
         ctx.flags = flags
         ctx.has_bias = b_ih is not None
         ctx.mark_non_differentiable(saved)
+        ctx.set_materialize_grads(False)  # as for the LSTM
 
     def backward(ctx, grad_y, grad_h_n, _grad_saved):
         input, h0, w_ih, w_hh, batch_sizes, y, saved = ctx.saved_tensors
