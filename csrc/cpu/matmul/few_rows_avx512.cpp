@@ -18,7 +18,7 @@ namespace fusedrnn::cpu {
 
 #if defined(__x86_64__)
 
-#define FUSEDRNN_AVX512_BF16 \
+#define FUSEDRNN_AVX512_BF16_BW \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 namespace {
@@ -27,7 +27,7 @@ namespace {
 constexpr int64_t kRowGroup = 8;
 
 // C = A W^T + beta C, W (n x k): dot products along k.
-FUSEDRNN_AVX512_BF16 void times_transposed(
+FUSEDRNN_AVX512_BF16_BW void times_transposed(
     int64_t m, const c10::BFloat16* a, int64_t lda, const c10::BFloat16* w,
     int64_t ldw, int64_t k, int64_t n, float beta, float* c, int64_t ldc) {
   for (int64_t m0 = 0; m0 < m; m0 += kRowGroup) {
@@ -57,7 +57,7 @@ FUSEDRNN_AVX512_BF16 void times_transposed(
 }
 
 // C = A W + beta C, W (k x n): rows of W times A's elements.
-FUSEDRNN_AVX512_BF16 void times(int64_t m, const c10::BFloat16* a, int64_t lda,
+FUSEDRNN_AVX512_BF16_BW void times(int64_t m, const c10::BFloat16* a, int64_t lda,
                                 const c10::BFloat16* w, int64_t ldw, int64_t k,
                                 int64_t n, float beta, float* c, int64_t ldc) {
   for (int64_t m0 = 0; m0 < m; m0 += kRowGroup) {

@@ -19,6 +19,8 @@ namespace fusedrnn::cpu {
 
 #if defined(__x86_64__)
 
+// *_KERNEL: a kernel; the others: helpers inlined into the kernels (a
+// helper's target must be a subset of its caller's).
 #define FUSEDRNN_AVX512 __attribute__((target("avx512f"), always_inline)) inline
 #define FUSEDRNN_AVX512_KERNEL __attribute__((target("avx512f")))
 #define FUSEDRNN_AVX512_BF16 \
