@@ -3,8 +3,17 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+
+#include "tile_kernels.h"  // has_avx512_kernels
 
 namespace fusedrnn::cpu {
+
+// dst[r * dst_row_stride + c] = src[r + c * src_col_stride] for a whole
+// 16 x 16 square of floats, with AVX-512 shuffles (transpose_avx512.cpp;
+// only where has_avx512_kernels<float>()).
+void transpose_square(const float* src, int64_t src_col_stride, float* dst,
+                      int64_t dst_row_stride);
 
 // dst[r * dst_row_stride + c * dst_col_stride] =
 //     src[r * src_row_stride + c * src_col_stride]   for r < rows, c < cols.
@@ -16,10 +25,25 @@ void copy_in_squares(int64_t rows, int64_t cols, const E* src,
                      int64_t src_row_stride, int64_t src_col_stride, E* dst,
                      int64_t dst_row_stride, int64_t dst_col_stride = 1) {
   constexpr int64_t kSquare = 16;
+  // float transposes (the weight gradients' left operand, W^T's panels)
+  // shuffle whole squares in registers: half the time of element by
+  // element (the strided reads still bound it).
+  bool shuffle = false;
+  if constexpr (std::is_same_v<E, float>) {
+    shuffle = src_row_stride == 1 && dst_col_stride == 1 &&
+              has_avx512_kernels<float>();
+  }
   for (int64_t r0 = 0; r0 < rows; r0 += kSquare) {
     const int64_t r1 = std::min(rows, r0 + kSquare);
     for (int64_t c0 = 0; c0 < cols; c0 += kSquare) {
       const int64_t c1 = std::min(cols, c0 + kSquare);
+      if constexpr (std::is_same_v<E, float>) {
+        if (shuffle && r1 - r0 == kSquare && c1 - c0 == kSquare) {
+          transpose_square(src + r0 + c0 * src_col_stride, src_col_stride,
+                           dst + r0 * dst_row_stride + c0, dst_row_stride);
+          continue;
+        }
+      }
       for (int64_t r = r0; r < r1; ++r) {
         for (int64_t c = c0; c < c1; ++c) {
           dst[r * dst_row_stride + c * dst_col_stride] =
