@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "../buffer_pool.h"
 #include "strided_copy.h"
 
 namespace fusedrnn::cpu {
@@ -15,11 +16,12 @@ PackedMatrix<E>::PackedMatrix(const E* w, int64_t rows, int64_t cols,
     : k_(transpose ? cols : rows), n_(transpose ? rows : cols) {
   if (k_ == 0 || n_ == 0) return;
   // Room for whole panels, so the narrower last one fits too; aligned to a
-  // cache line so that no vector load of a panel straddles two.
+  // cache line (as torch's and the pool's buffers are) so that no vector
+  // load of a panel straddles two.
   const int64_t bytes = panels() * lane_rows() * kPanelWidth * 4;
-  data_.reset(static_cast<E*>(std::aligned_alloc(64, bytes)));
-  TORCH_CHECK(data_ != nullptr, "fusedrnn: cannot allocate ", bytes,
-              " bytes for a packed weight matrix");
+  storage_ = pooled_empty({bytes}, at::TensorOptions().dtype(at::kByte));
+  data_ = reinterpret_cast<E*>(storage_.data_ptr<uint8_t>());
+  TORCH_INTERNAL_ASSERT(reinterpret_cast<uintptr_t>(data_) % 64 == 0);
   // Element (k, n) of op(W): W[k][n], or W[n][k] for W^T.
   const int64_t k_stride = transpose ? 1 : cols, n_stride = transpose ? cols : 1;
   // Each thread packs a share of the panels, once there is enough to share.
@@ -28,7 +30,7 @@ PackedMatrix<E>::PackedMatrix(const E* w, int64_t rows, int64_t cols,
   at::parallel_for(0, panels(), grain, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t width = vectors(p) * kVectorWidth * kPerLane;
-      E* panel = data_.get() + p * lane_rows() * kPanelWidth * kPerLane;
+      E* panel = data_ + p * lane_rows() * kPanelWidth * kPerLane;
       // Padding (narrow last panel, odd K in pairs) is zeroed first: the
       // kernels multiply it too.
       if (width > columns(p) * kPerLane || k_ % kPerLane != 0) {

@@ -15,11 +15,10 @@
 // odd K, the second element of the last lane row is zero too.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <c10/util/BFloat16.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 
 namespace fusedrnn::cpu {
 
@@ -56,17 +55,17 @@ class PackedMatrix {
   // The lane row of panel p that holds row k of op(W) (k a multiple of
   // kPerLane): vectors(p) * 16 lanes.
   const E* panel_row(int64_t p, int64_t k) const {
-    return data_.get() +
+    return data_ +
            (p * lane_rows() * kPanelWidth + k / kPerLane * vectors(p) * kVectorWidth) *
                kPerLane;
   }
 
  private:
-  struct Free {
-    void operator()(E* p) const { std::free(p); }
-  };
+  // The packed elements, in a buffer from the pool (buffer_pool.h): the
+  // weight gradients pack megabytes of activations per call.
   int64_t k_ = 0, n_ = 0;
-  std::unique_ptr<E[], Free> data_;
+  at::Tensor storage_;
+  E* data_ = nullptr;
 };
 
 extern template class PackedMatrix<float>;
