@@ -6,11 +6,12 @@
 // through `multiply`. No tensors are built and nothing is dispatched inside
 // the loop. For float on a CPU with AVX-512, and for bfloat16 (which needs
 // AVX512_BF16), RightOperand copies op(W) into the layout of fusedrnn's own
-// tile kernels (matmul/), which `multiply` then runs; everywhere else
-// `multiply` calls the BLAS that libtorch_cpu links (MKL on x86). On the
-// time loop's shapes (1 to 64 rows per step) the own kernels run 1.5-3x as
-// fast as MKL's sgemm (tools/bench_matmul.py), and bfloat16 about twice as
-// fast again.
+// tile kernels (matmul/), which `multiply` then runs. Otherwise (too few
+// rows to repay the copy, no AVX-512, or double) float and double call the
+// BLAS that libtorch_cpu links (MKL on x86) and bfloat16 reads W in place
+// (matmul/few_rows.h). On the time loop's shapes (1 to 64
+// rows per step) the own kernels run 1.5-3x as fast as MKL's sgemm
+// (tools/bench_matmul.py), and bfloat16 about twice as fast again.
 //
 // T is the storage type of A and W (float, double or c10::BFloat16); C and
 // beta have its compute type compute_t<T> (float for bfloat16: the products
@@ -45,11 +46,11 @@ constexpr int64_t kUnitSlice = PackedMatrix<float>::kPanelWidth;
 template <typename T>
 class RightOperand {
  public:
-  // For float this packs op(W), block by block, when the tile kernels can
-  // run and the multiplies will take at least kMinRowsToPack rows in all
-  // (`total_rows`, summed over the steps): K*N copies, paid once per op
-  // call and repaid by every step's multiply. bfloat16 is always packed
-  // (there is no BLAS for it); its kernels must be available.
+  // For float and bfloat16 this packs op(W), block by block, when the tile
+  // kernels can run and the multiplies will take at least kMinRowsToPack
+  // rows in all (`total_rows`, summed over the steps): K*N copies, paid
+  // once per op call and repaid by every step's multiply. bfloat16 needs
+  // its kernels (AVX512_BF16) either way.
   RightOperand(const T* w, int64_t rows, int64_t cols, bool transpose,
                int64_t total_rows, int64_t groups = 1);
 

@@ -9,8 +9,7 @@
 namespace fusedrnn::cpu {
 
 // Whether packed_multiply can run on this CPU for elements E (float or
-// c10::BFloat16). RightOperand<float> packs its matrix only then;
-// otherwise BLAS does the multiplies.
+// c10::BFloat16). RightOperand packs its matrix only then (matmul.h).
 template <typename E>
 bool packed_multiply_available() {
   return has_avx512_kernels<E>();
@@ -19,7 +18,9 @@ bool packed_multiply_available() {
 // Packing B copies all of it (K*N elements), which the faster multiplies
 // repay only over enough rows of A: about 8 at the break-even of a copy
 // against BLAS's single-row rate. Below this many rows in all (one step of
-// batch 1, say: the streaming case), B is used in place by BLAS.
+// batch 1, say: the streaming case), B is used in place by BLAS (float)
+// or the few-row kernels (bfloat16; reading W in place measured slower
+// than packing from 32 rows on).
 constexpr int64_t kMinRowsToPack = 16;
 
 // Work of one parallel task, in multiply-adds (about a microsecond's
