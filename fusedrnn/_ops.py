@@ -152,10 +152,10 @@ _gru_forward = _register_single_state_op("gru", saved_per_unit=4)
 _rnn_forward = _register_single_state_op("rnn", saved_per_unit=1, saved_is_output=True)
 
 # Under CPU or CUDA autocast the ops compute in float32 (with autocast off
-# inside, so their own multiplies stay float32); the modules then cast
-# their results to the autocast dtype, as torch.nn returns them. The one
-# exception is chosen by the modules: under CPU autocast to bfloat16 they
-# call the ops in bfloat16, with autocast off (layer_autocast_dtype).
+# inside, so their own multiplies stay float32). The modules use this rule
+# on CUDA, casting the results to the autocast dtype as torch.nn returns
+# them; on the CPU they cast the inputs to what torch.nn computes in
+# themselves and call the ops with autocast off (`dtypes` below).
 for _cell in ("lstm", "gru", "rnn"):
     for _direction in ("forward", "backward"):
         for _device in ("cpu", "cuda"):
