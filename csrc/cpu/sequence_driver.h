@@ -143,7 +143,9 @@ FUSEDRNN_MULTIVERSION void backward_rows(
       c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
     }
     Acc* __restrict dx = row_x + b * G * H;
-    Acc* __restrict dr = row_h + b * G * H;
+    // row_h is empty unless the cell splits its gradients.
+    Acc* __restrict dr =
+        Cell::kSplitRecurrentGrad ? row_h + b * G * H : nullptr;
     for (int64_t j = 0; j < H; ++j) {
       const int64_t u = b * H + j;
       const Acc dh_total = kHasOutputGrad ? dh[u] + Acc(dy[u]) : dh[u];
