@@ -4,8 +4,9 @@
 # Meant for a lent GPU machine that has a fresh copy of the repository
 # (nothing built) and no network. In order, each stage under a time limit:
 #   build      the extension in place with the CUDA kernels, on every core;
-#   test_cuda  pytest tests/test_cuda.py, with FUSEDRNN_EXPECT_CUDA=1 so that
-#              a build without CUDA fails instead of skipping every test;
+#   test_cuda  pytest tests/test_cuda.py and the CUDA cases of test_compile.py,
+#              with FUSEDRNN_EXPECT_CUDA=1 so that a build without CUDA
+#              fails instead of skipping every test;
 #   bench      bench/cuda_bench.py: fusedrnn.LSTM against nn.LSTM (cuDNN);
 #   cpu_tests  a quick subset of the CPU tests, and the build-info checks;
 # then the benchmark table, last. OUTDIR receives check.log (all output),
@@ -95,7 +96,8 @@ elif ((gpu == 0)); then
   skip bench "no GPU"
 else
   stage test_cuda 150 env FUSEDRNN_EXPECT_CUDA=1 python -m pytest -q -rfE --durations=10 \
-    -p no:cacheprovider --junitxml "$out/test_cuda.xml" tests/test_cuda.py
+    -p no:cacheprovider --junitxml "$out/test_cuda.xml" -k cuda tests/test_cuda.py \
+    tests/test_compile.py
   # The benchmark stops starting new cases in time to write its results.
   bench_budget=$((budget - SECONDS - 90))
   ((bench_budget > 120)) && bench_budget=120

@@ -1,5 +1,5 @@
 """torch.compile (fullgraph, dynamic shapes) and torch.export of models that
-contain fusedrnn.LSTM."""
+contain fusedrnn.LSTM, on the CPU and, where there is one, on a GPU."""
 import pytest
 import torch
 from torch import nn
@@ -21,6 +21,14 @@ class Classifier(nn.Module):
         return self.head(output[:, -1])
 
 
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(
+        not (torch.cuda.is_available() and fusedrnn.build_info()["cuda"]),
+        reason="needs a GPU and fusedrnn built with CUDA")),
+]
+
+
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
     torch._dynamo.reset()
@@ -28,12 +36,13 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("proj_size", [0, 2])
-def test_compiled_forward_and_backward_match_eager(proj_size):
+def test_compiled_forward_and_backward_match_eager(proj_size, device):
     torch.manual_seed(0)
-    model = Classifier(proj_size)
+    model = Classifier(proj_size).to(device)
     compiled = torch.compile(model, fullgraph=True)
-    x = torch.randn(2, 6, 4, requires_grad=True)
+    x = torch.randn(2, 6, 4, device=device, requires_grad=True)
 
     def grads(fn):
         x.grad = None
@@ -63,14 +72,15 @@ def test_dynamic_shapes_compile_once():
     assert len(graphs) == 1
 
 
-def test_export_matches_eager():
+@pytest.mark.parametrize("device", DEVICES)
+def test_export_matches_eager(device):
     torch.manual_seed(0)
-    model = Classifier().eval()
+    model = Classifier().eval().to(device)
     batch = torch.export.Dim("batch", min=1)
     steps = torch.export.Dim("steps", min=2)
-    exported = torch.export.export(model, (torch.randn(2, 3, 4),),
+    exported = torch.export.export(model, (torch.randn(2, 3, 4, device=device),),
                                    dynamic_shapes=({0: batch, 1: steps},))
     assert any("fusedrnn.lstm_layer_forward" in str(node.target)
                for node in exported.graph.nodes)
-    x = torch.randn(3, 7, 4)
+    x = torch.randn(3, 7, 4, device=device)
     torch.testing.assert_close(exported.module()(x), model(x))
