@@ -250,11 +250,9 @@ void forward_sequence(const SequenceLayout& layout, int64_t H, int64_t P,
     }
     // Sequences whose last step this was hand over their final state.
     const int64_t ending = layout.live_after(s);
-    if (ending < live) {
-      std::copy(output_t + ending * P, output_t + live * P, buf.h_n + ending * P);
-      if (cells_t != nullptr) {
-        std::copy(cells_t + ending * H, cells_t + live * H, buf.c_n + ending * H);
-      }
+    std::copy(output_t + ending * P, output_t + live * P, buf.h_n + ending * P);
+    if (cells_t != nullptr) {
+      std::copy(cells_t + ending * H, cells_t + live * H, buf.c_n + ending * H);
     }
   }
 }

@@ -42,7 +42,8 @@ int64_t SequenceLayout::continuing(int64_t s) const {
 }
 
 int64_t SequenceLayout::live_after(int64_t s) const {
-  return s + 1 < steps() ? live(step(s + 1)) : 0;
+  // In reverse the next step has at least as many rows: none end here.
+  return s + 1 < steps() ? std::min(live(step(s)), live(step(s + 1))) : 0;
 }
 
 }  // namespace fusedrnn::cpu

@@ -35,8 +35,9 @@ class SequenceLayout {
   // Rows of the s-th processed step that continue from the step processed
   // before it; the others [continuing(s), live) start from the initial state.
   int64_t continuing(int64_t s) const;
-  // Live rows of the step processed after the s-th (0 after the last):
-  // rows [live_after(s), live(step(s))) end their sequence at step(s).
+  // Rows of the s-th processed step that go on to the step processed after
+  // it (0 for the last): rows [live_after(s), live(step(s))) end their
+  // sequence at step(s).
   int64_t live_after(int64_t s) const;
 
  private:

@@ -19,6 +19,8 @@
 #include <tuple>
 #include <vector>
 
+#include "../cpu/sequence_layout.h"
+
 namespace {
 
 using at::Tensor;
@@ -303,6 +305,33 @@ void check_empty_sequence(const Ops& ops) {
   });
 }
 
+// The step bookkeeping of a packed batch of lengths 3, 2 and 1 (batch
+// sizes 3, 2, 1) in both directions: per processed step, the rows that
+// continue from the step before and the rows that go on to the next.
+void check_packed_layout() {
+  run_check("packed step layout", [&](bool& ok) {
+    const Tensor batch_sizes = at::tensor(std::vector<int64_t>{3, 2, 1});
+    std::string detail;
+    for (const bool reverse : {false, true}) {
+      const fusedrnn::cpu::SequenceLayout layout(batch_sizes, reverse);
+      const std::vector<int64_t> continuing =
+          reverse ? std::vector<int64_t>{0, 1, 2} : std::vector<int64_t>{0, 2, 1};
+      // In reverse every sequence ends at step 0, the last processed.
+      const std::vector<int64_t> going_on =
+          reverse ? std::vector<int64_t>{1, 2, 0} : std::vector<int64_t>{2, 1, 0};
+      for (int64_t s = 0; s < 3; ++s) {
+        if (layout.continuing(s) != continuing[s] ||
+            layout.live_after(s) != going_on[s]) {
+          detail += (reverse ? "reverse" : "forward") + std::string(" step ") +
+                    std::to_string(s) + " differs; ";
+        }
+      }
+    }
+    ok = detail.empty();
+    return detail;
+  });
+}
+
 }  // namespace
 
 int main() {
@@ -330,6 +359,7 @@ int main() {
     }
     check_empty_sequence(*ops);
   }
+  check_packed_layout();
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
