@@ -213,8 +213,16 @@ def kernel_dtype(x, dtype=None):
     return None
 
 
-def _autocast_enabled(device):
-    return torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+# The device types autocast can be enabled on, asked once at import: dynamo
+# cannot trace torch.amp.is_autocast_available (torch 2.11), and
+# torch.is_autocast_enabled raises for the others (meta).
+_AUTOCAST_DEVICES = frozenset(device for device in ("cpu", "cuda", "xpu", "mps", "hpu")
+                              if torch.amp.is_autocast_available(device))
+
+
+def autocast_enabled(device):
+    """Whether autocast is on for the device type `device`."""
+    return device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device)
 
 
 def _follows_cpu_autocast(name, packed, projected):
@@ -245,7 +253,7 @@ def dtypes(x, name, packed=False, projected=False):
     kernels where torch.nn runs in bfloat16; under CUDA autocast the ops'
     own rule above computes in float32."""
     device = x.device.type
-    if not _autocast_enabled(device) or x.dtype == torch.float64:
+    if not autocast_enabled(device) or x.dtype == torch.float64:
         return DtypePlan(kernel_dtype(x), x.dtype, x.dtype, False)
     if device != "cpu":
         result = torch.get_autocast_dtype(device)

@@ -18,9 +18,7 @@ _DTYPE_NAMES = {torch.float64: "Double", torch.float32: "Float", torch.float16: 
 
 def _check_step(input, states, weight, input_size, hidden_size):
     """torch.nn's own checks of one cell step, with its messages."""
-    autocast = torch.amp.is_autocast_available(input.device.type) and \
-        torch.is_autocast_enabled(input.device.type)
-    if input.dtype != weight.dtype and not autocast:
+    if input.dtype != weight.dtype and not _ops.autocast_enabled(input.device.type):
         # nn's cells fail in their first matmul.
         names = [_DTYPE_NAMES.get(t.dtype, str(t.dtype)) for t in (input, weight)]
         raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {names[0]} "
