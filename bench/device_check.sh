@@ -4,9 +4,9 @@
 # Meant for a lent GPU machine that has a fresh copy of the repository
 # (nothing built) and no network. In order, each stage under a time limit:
 #   build      the extension in place with the CUDA kernels, on every core;
-#   test_cuda  pytest tests/test_cuda.py and the CUDA cases of test_compile.py,
-#              with FUSEDRNN_EXPECT_CUDA=1 so that a build without CUDA
-#              fails instead of skipping every test;
+#   test_cuda  pytest tests/test_cuda.py and the CUDA cases of
+#              test_compile.py and test_cells.py, with FUSEDRNN_EXPECT_CUDA=1
+#              so that a build without CUDA fails instead of skipping them;
 #   bench      bench/cuda_bench.py: fusedrnn.LSTM against nn.LSTM (cuDNN);
 #   cpu_tests  a quick subset of the CPU tests, and the build-info checks;
 # then the benchmark table, last. OUTDIR receives check.log (all output),
@@ -18,6 +18,14 @@
 # stages share FUSEDRNN_CHECK_BUDGET_S seconds (default 420), so the check
 # ends within 8 minutes. The exit status is 1 if any stage failed or ran out
 # of time.
+#
+# The compiler is the one torch's extension builder picks (CXX, CC and
+# LDSHARED when set). On this workplace's lent GPU machines CXX is
+# /opt/gcc/bin/g++, a wrapper whose extensions crash when C++ throws a
+# torch error that prints sizes (a three-line torch extension does too; seen
+# 2026-11-27); /usr/bin/g++, the same GCC 13.3, works. There, run
+#   CXX=/usr/bin/g++ CC=/usr/bin/gcc LDSHARED="/usr/bin/g++ -shared" \
+#     bash bench/device_check.sh OUTDIR
 set -uo pipefail
 
 out="${1:?usage: bench/device_check.sh OUTDIR}"
@@ -66,7 +74,7 @@ skip() {
 }
 
 echo "== machine"
-echo "cores: $(nproc)"
+echo "cores: $(nproc) | compiler: ${CXX:-default} ($(${CXX:-c++} --version | head -1))"
 nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 python -c 'import sys, torch; print("python", sys.version.split()[0], "| torch", torch.__version__,
 "| CUDA", torch.version.cuda, "| GPUs", torch.cuda.device_count())'
@@ -97,7 +105,7 @@ elif ((gpu == 0)); then
 else
   stage test_cuda 150 env FUSEDRNN_EXPECT_CUDA=1 python -m pytest -q -rfE --durations=10 \
     -p no:cacheprovider --junitxml "$out/test_cuda.xml" -k cuda tests/test_cuda.py \
-    tests/test_compile.py
+    tests/test_compile.py tests/test_cells.py
   # The benchmark stops starting new cases in time to write its results.
   bench_budget=$((budget - SECONDS - 90))
   ((bench_budget > 120)) && bench_budget=120

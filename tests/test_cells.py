@@ -56,6 +56,24 @@ def test_matches_nn(name, batched, with_hx, bias, dtype):
         torch.testing.assert_close(a, e, atol=tolerance, rtol=tolerance)
 
 
+@pytest.mark.skipif(not (torch.cuda.is_available() and fusedrnn.build_info()["cuda"]),
+                    reason="needs a GPU and fusedrnn built with CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_matches_nn_on_cuda(name, dtype):
+    torch.manual_seed(0)
+    theirs, ours = _twins(name, 4, 6, dtype=dtype, device="cuda")
+    x = torch.randn(3, 4, dtype=dtype, device="cuda")
+    hx = tuple(t.cuda() for t in _as_tuple(_hx(name, (3,), 6, dtype)))
+    hx = hx if name == "LSTMCell" else hx[0]
+    tolerance = 1e-10 if dtype == torch.float64 else 1e-5
+    with OpRecorder() as recorder:
+        actual = _step_and_grads(ours, x, hx)
+    assert any(op.endswith("_layer_forward") for op in recorder.names)
+    for a, e in zip(actual, _step_and_grads(theirs, x, hx)):
+        torch.testing.assert_close(a, e, atol=tolerance, rtol=tolerance)
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_gradcheck(name):
     torch.manual_seed(0)
