@@ -1,9 +1,15 @@
 """Shared helpers for the module tests: twin modules, random inputs, grads."""
+import pytest
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedrnn
+
+# The CUDA cases of every test file: they need a GPU and a CUDA build.
+requires_gpu = pytest.mark.skipif(
+    not (torch.cuda.is_available() and fusedrnn.build_info()["cuda"]),
+    reason="needs a GPU and fusedrnn built with CUDA")
 
 # mode -> (nn class, fusedrnn class, constructor kwargs)
 CELLS = {

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import fusedrnn
-from helpers import OpRecorder
+from helpers import OpRecorder, requires_gpu
 
 CELLS = {
     "LSTMCell": (nn.LSTMCell, fusedrnn.LSTMCell, {}),
@@ -56,8 +56,7 @@ def test_matches_nn(name, batched, with_hx, bias, dtype):
         torch.testing.assert_close(a, e, atol=tolerance, rtol=tolerance)
 
 
-@pytest.mark.skipif(not (torch.cuda.is_available() and fusedrnn.build_info()["cuda"]),
-                    reason="needs a GPU and fusedrnn built with CUDA")
+@requires_gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("name", list(CELLS))
 def test_matches_nn_on_cuda(name, dtype):

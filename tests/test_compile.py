@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import fusedrnn
+from helpers import requires_gpu
 
 
 class Classifier(nn.Module):
@@ -21,12 +22,7 @@ class Classifier(nn.Module):
         return self.head(output[:, -1])
 
 
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(
-        not (torch.cuda.is_available() and fusedrnn.build_info()["cuda"]),
-        reason="needs a GPU and fusedrnn built with CUDA")),
-]
+DEVICES = ["cpu", pytest.param("cuda", marks=requires_gpu)]
 
 
 @pytest.fixture(autouse=True)
