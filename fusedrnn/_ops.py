@@ -1,79 +1,30 @@
-"""Python side of the compiled ops: fake kernels, autograd, layer functions.
+"""Python side of the compiled ops: fake kernels, autograd, the layer function.
 
-The schemas and the CPU kernels live in C++ (csrc/ops/schemas.cpp,
-csrc/cpu/). Here each op gets
+The schemas and the kernels live in C++ (csrc/core/schemas.cpp, csrc/cpu/,
+csrc/cuda/), one pair of ops per cell of the cell table (cell_table.py).
+Here each op gets
 - a fake kernel, which gives output shapes without computing, so that
   torch.compile and torch.export can trace through the op;
-- its autograd formula, which calls the matching backward op.
+- its autograd formula, which calls the matching backward op;
+- its autocast rule.
 """
-import functools
 from typing import NamedTuple
 
 import torch
 
 from . import _C  # noqa: F401  (loading the library registers the ops)
+from .cell_table import CELLS
 
 _ops = torch.ops.fusedrnn
 
 
 def _saved_dtype(input):
     """The dtype of the per-step values a forward op keeps for its backward
-    (gates, cells, saved): the kernels compute float16 and bfloat16 in
-    float32 and keep these values in float32; otherwise the input's dtype."""
+    (saved, cells): the kernels compute float16 and bfloat16 in float32 and
+    keep these values in float32; otherwise the input's dtype."""
     if input.dtype in (torch.float16, torch.bfloat16):
         return torch.float32
     return input.dtype
-
-
-@torch.library.register_fake("fusedrnn::lstm_layer_forward")
-def _lstm_layer_forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
-                             reverse):
-    hidden, out_size = w_hh.shape[0] // 4, w_hh.shape[1]
-    rows = input.shape[:-1]  # (T, B) dense, (rows,) packed
-    return (
-        input.new_empty(*rows, out_size),
-        h0.new_empty(h0.shape),
-        c0.new_empty(c0.shape),
-        input.new_empty(*rows, 4 * hidden, dtype=_saved_dtype(input)),
-        input.new_empty(*rows, hidden, dtype=_saved_dtype(input)),
-    )
-
-
-@torch.library.register_fake("fusedrnn::lstm_layer_backward")
-def _lstm_layer_backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh,
-                              w_hr, batch_sizes, output, gates, cells, reverse):
-    # The kernel returns contiguous gradients whatever the inputs' strides.
-    return tuple(t.new_empty(t.shape) for t in (input, h0, c0, w_ih, w_hh)) + (
-        w_hh.new_empty(w_hh.shape[0]),
-        w_hh.new_empty(w_hr.shape if w_hr is not None else (0,)),
-    )
-
-
-def _lstm_layer_setup_context(ctx, inputs, output):
-    input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse = inputs
-    y, _, _, gates, cells = output
-    # Saved: the activated gates and cell states of every step plus the
-    # outputs (which are the next steps' previous hidden states). The
-    # backward recomputes only tanh(c).
-    ctx.save_for_backward(input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, gates, cells)
-    ctx.reverse = reverse
-    ctx.has_bias = b_ih is not None
-    ctx.mark_non_differentiable(gates, cells)
-    # Outputs nothing depends on (y of a many-to-one model, often h_n and
-    # c_n) reach the backward as None, not as zero tensors to allocate,
-    # fill and add: the backward op takes each gradient as optional.
-    ctx.set_materialize_grads(False)
-
-
-def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
-    input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, gates, cells = ctx.saved_tensors
-    grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr = (
-        _ops.lstm_layer_backward(grad_y, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh,
-                                 w_hr, batch_sizes, y, gates, cells, ctx.reverse))
-    grad_b = grad_bias if ctx.has_bias else None
-    grad_w_hr = grad_w_hr if w_hr is not None else None
-    return (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b, grad_w_hr,
-            None, None)
 
 
 def _no_double_backward(ctx, *grads):
@@ -86,120 +37,114 @@ def _no_double_backward_setup(ctx, inputs, output):
     pass
 
 
-torch.library.register_autograd(
-    "fusedrnn::lstm_layer_forward", _lstm_layer_backward,
-    setup_context=_lstm_layer_setup_context)
-torch.library.register_autograd(
-    "fusedrnn::lstm_layer_backward", _no_double_backward,
-    setup_context=_no_double_backward_setup)
+def _register(cell):
+    """Fake kernels, autograd and autocast of the two ops of `cell` (a row of
+    cell_table.CELLS). Every cell's ops share one schema (csrc/core/schemas.cpp):
+    c0, c_n and cells are empty for cells without a cell state."""
+    forward_name = f"fusedrnn::{cell.name}_layer_forward"
+    backward_name = f"fusedrnn::{cell.name}_layer_backward"
+    backward_op = getattr(_ops, f"{cell.name}_layer_backward")
 
+    @torch.library.register_fake(forward_name)
+    def _forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
+        hidden, out_size = w_hh.shape[0] // cell.gates, w_hh.shape[1]
+        rows = input.shape[:-1]  # (T, B) dense, (rows,) packed
+        saved_dtype = _saved_dtype(input)
+        if cell.cell_state:
+            c_n = c0.new_empty(c0.shape)
+            cells = input.new_empty(*rows, hidden, dtype=saved_dtype)
+        else:
+            c_n, cells = input.new_empty(0), input.new_empty(0, dtype=saved_dtype)
+        return (input.new_empty(*rows, out_size), h0.new_empty(h0.shape), c_n,
+                input.new_empty(*rows, cell.saved * hidden, dtype=saved_dtype), cells)
 
+    @torch.library.register_fake(backward_name)
+    def _backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr,
+                       batch_sizes, output, saved, cells, reverse):
+        # The kernel returns contiguous gradients whatever the inputs' strides.
+        def like(t):
+            return t.new_empty(t.shape) if t is not None else input.new_empty(0)
 
-# GRU and Elman RNN ops: the same shape as the LSTM ops without c and
-# projection, so one registration serves both. Their trailing flags are
-# (reverse,) for the GRU and (relu, reverse) for the RNN.
-#
-# The Elman RNN's saved value per unit is h' itself, which is also its
-# output (it has no projection): `saved_is_output` keeps only the output for
-# the backward and hands it to the backward op as `saved` (in float32 for
-# 16-bit input, as the op expects), so the layer keeps what torch.nn keeps
-# instead of two copies of h'.
-def _register_single_state_op(name, saved_per_unit, saved_is_output=False):
-    forward_op = getattr(_ops, f"{name}_layer_forward")
-    backward_op = getattr(_ops, f"{name}_layer_backward")
-
-    @torch.library.register_fake(f"fusedrnn::{name}_layer_forward")
-    def _forward_fake(input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, *flags):
-        hidden = w_hh.shape[1]
-        rows = input.shape[:-1]
-        return (input.new_empty(*rows, hidden), h0.new_empty(h0.shape),
-                input.new_empty(*rows, saved_per_unit * hidden, dtype=_saved_dtype(input)))
-
-    @torch.library.register_fake(f"fusedrnn::{name}_layer_backward")
-    def _backward_fake(grad_output, grad_h_n, input, h0, w_ih, w_hh, batch_sizes, output,
-                       saved, *flags):
-        biases = 2 if name == "gru" else 1  # the RNN's two biases share one gradient
-        return tuple(t.new_empty(t.shape) for t in (input, h0, w_ih, w_hh)) + tuple(
-            w_hh.new_empty(w_hh.shape[0]) for _ in range(biases))
+        width = w_hh.shape[0]
+        return (like(input), like(h0), like(c0), like(w_ih), like(w_hh),
+                w_hh.new_empty(width), w_hh.new_empty(width if cell.split_recurrent_grad else 0),
+                like(w_hr))
 
     def setup_context(ctx, inputs, output):
-        input, h0, w_ih, w_hh, b_ih, _, batch_sizes, *flags = inputs
-        y, _, saved = output
-        ctx.save_for_backward(input, h0, w_ih, w_hh, batch_sizes, y,
-                              None if saved_is_output else saved)
-        ctx.flags = flags
+        input, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse = inputs
+        y, _, c_n, saved, cells = output
+        # Saved: the outputs (which are the next steps' previous hidden
+        # states), the cell's saved values and the cell states of every
+        # step; where the saved values are the outputs, only those.
+        ctx.save_for_backward(input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y,
+                              None if cell.saved_is_output else saved,
+                              cells if cell.cell_state else None)
+        ctx.reverse = reverse
         ctx.has_bias = b_ih is not None
-        ctx.mark_non_differentiable(saved)
-        ctx.set_materialize_grads(False)  # as for the LSTM
+        ctx.mark_non_differentiable(saved, cells)
+        if not cell.cell_state:
+            ctx.mark_non_differentiable(c_n)
+        # Outputs nothing depends on (y of a many-to-one model, often the
+        # final states) reach the backward as None, not as zero tensors to
+        # allocate, fill and add: the backward op takes each as optional.
+        ctx.set_materialize_grads(False)
 
-    def backward(ctx, grad_y, grad_h_n, _grad_saved):
-        input, h0, w_ih, w_hh, batch_sizes, y, saved = ctx.saved_tensors
-        if saved_is_output:
+    def backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_saved, _grad_cells):
+        input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, saved, cells = ctx.saved_tensors
+        if cell.saved_is_output:
             saved = y.to(_saved_dtype(input))
-        grads = backward_op(grad_y, grad_h_n, input, h0, w_ih, w_hh, batch_sizes, y, saved,
-                            *ctx.flags)
-        grad_b_ih, grad_b_hh = (grads[4], grads[-1]) if ctx.has_bias else (None, None)
-        return (*grads[:4], grad_b_ih, grad_b_hh, None) + (None,) * len(ctx.flags)
+        (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+         grad_w_hr) = backward_op(grad_y, grad_h_n, grad_c_n if cell.cell_state else None,
+                                  input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, saved,
+                                  cells, ctx.reverse)
+        if not ctx.has_bias:
+            grad_b_ih = grad_b_hh = None
+        elif not cell.split_recurrent_grad:
+            grad_b_hh = grad_b_ih  # the two biases are summed in the forward
+        return (grad_input, grad_h0, grad_c0 if cell.cell_state else None, grad_w_ih,
+                grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr if w_hr is not None else None,
+                None, None)
 
-    torch.library.register_autograd(f"fusedrnn::{name}_layer_forward", backward,
-                                    setup_context=setup_context)
-    torch.library.register_autograd(f"fusedrnn::{name}_layer_backward", _no_double_backward,
+    torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
+    torch.library.register_autograd(backward_name, _no_double_backward,
                                     setup_context=_no_double_backward_setup)
-    return forward_op
+    # Under CPU or CUDA autocast the ops compute in float32 (with autocast
+    # off inside, so their own multiplies stay float32). The modules use this
+    # rule on CUDA, casting the results to the autocast dtype as torch.nn
+    # returns them; on the CPU they cast the inputs to what torch.nn computes
+    # in themselves and call the ops with autocast off (`dtypes` below).
+    for op_name in (forward_name, backward_name):
+        for device in ("cpu", "cuda"):
+            torch.library.register_autocast(op_name, device, torch.float32)
 
 
-_gru_forward = _register_single_state_op("gru", saved_per_unit=4)
-_rnn_forward = _register_single_state_op("rnn", saved_per_unit=1, saved_is_output=True)
-
-# Under CPU or CUDA autocast the ops compute in float32 (with autocast off
-# inside, so their own multiplies stay float32). The modules use this rule
-# on CUDA, casting the results to the autocast dtype as torch.nn returns
-# them; on the CPU they cast the inputs to what torch.nn computes in
-# themselves and call the ops with autocast off (`dtypes` below).
-for _cell in ("lstm", "gru", "rnn"):
-    for _direction in ("forward", "backward"):
-        for _device in ("cpu", "cuda"):
-            torch.library.register_autocast(f"fusedrnn::{_cell}_layer_{_direction}",
-                                            _device, torch.float32)
+for _cell in CELLS.values():
+    _register(_cell)
 
 
-def lstm_layer(x, state, weights, reverse=False, batch_sizes=None):
-    """The fused LSTM kernel behind the layer interface of `reference.lstm_layer`."""
-    h0, c0 = state
+def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
+    """One layer in one direction on the fused kernel of `cell` (a row of
+    cell_table.CELLS), behind the layer interface of fusedrnn.reference:
+    returns (y, final_state) with final_state (h_n,) or (h_n, c_n)."""
+    h0 = state[0]
+    c0 = state[1] if cell.cell_state else None
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
-    y, h_n, c_n, _, _ = _ops.lstm_layer_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                                batch_sizes, reverse)
-    return y, (h_n, c_n)
+    forward_op = getattr(_ops, f"{cell.name}_layer_forward")
+    y, h_n, c_n, _, _ = forward_op(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
+                                   reverse)
+    return y, ((h_n, c_n) if cell.cell_state else (h_n,))
 
-
-def gru_layer(x, state, weights, reverse=False, batch_sizes=None):
-    """The fused GRU kernel behind the layer interface of `reference.gru_layer`."""
-    w_ih, w_hh, b_ih, b_hh, _ = weights
-    y, h_n, _ = _gru_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
-    return y, (h_n,)
-
-
-def _rnn_layer(relu, x, state, weights, reverse=False, batch_sizes=None):
-    w_ih, w_hh, b_ih, b_hh, _ = weights
-    y, h_n, _ = _rnn_forward(x, state[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, relu, reverse)
-    return y, (h_n,)
-
-
-rnn_tanh_layer = functools.partial(_rnn_layer, False)
-rnn_relu_layer = functools.partial(_rnn_layer, True)
 
 # Devices and dtypes with compiled kernels (the same for every cell). The
 # CPU's bfloat16 kernels need AVX512_BF16.
 _BUILD = _C.build_info()
-_CPU_BFLOAT16 = (torch.bfloat16,) if _BUILD["cpu_bfloat16"] else ()
-_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, *_CPU_BFLOAT16),
-                  **({"cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
-                     if _BUILD["cuda"] else {})}
+_KERNEL_DTYPES = {device: tuple(getattr(torch, name) for name in _BUILD[f"{device}_dtypes"])
+                  for device in ("cpu", "cuda") if _BUILD[f"{device}_dtypes"]}
 # Dtypes the kernels of a device compute in float32 instead (CPU float16,
 # and bfloat16 without AVX512_BF16): results come back in the input's
 # dtype, as torch.nn returns them.
 _FLOAT32_DTYPES = {"cpu": tuple(d for d in (torch.float16, torch.bfloat16)
-                                if d not in _CPU_BFLOAT16)}
+                                if d not in _KERNEL_DTYPES["cpu"])}
 
 
 def kernel_dtype(x, dtype=None):

@@ -8,7 +8,8 @@ constructor, parameters and initialisation.
 import torch
 from torch import nn
 
-from . import _ops, reference
+from . import _ops
+from .cell_table import CELLS
 
 
 # torch's names of the dtypes in its "must have the same dtype" message.
@@ -35,9 +36,11 @@ def _check_step(input, states, weight, input_size, hidden_size):
                                f"got {state.size(1)}, expected {hidden_size}")
 
 
-def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
-    """One step of `cell`: batching, default state, checks, then the kernel
-    (or the reference where no kernel covers the input)."""
+def _step(cell, input, hx, name, kind):
+    """One step of the nn cell module `cell`, whose row in the cell table is
+    `kind`: batching, default state, checks, then the kernel (or the
+    reference where no kernel covers the input)."""
+    state_count = 2 if kind.cell_state else 1
     if input.dim() not in (1, 2):
         raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
     states = None if hx is None else (tuple(hx) if state_count == 2 else (hx,))
@@ -61,7 +64,7 @@ def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
     weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, None)
     compute_dtype, result_dtype, _, autocast_off = _ops.dtypes(input, name)
     if compute_dtype is None:
-        new_states = reference_cell(input, states, weights)
+        new_states = kind.reference_cell(input, states, weights)
     else:
         if autocast_off or compute_dtype != input.dtype:
             # (Only then: a decoding loop calls this per token, and even a
@@ -73,9 +76,9 @@ def _step(cell, input, hx, name, state_count, kernel_layer, reference_cell):
             states, weights = tuple(map(cast, states)), tuple(map(cast, weights))
         if autocast_off:
             with torch.autocast(input.device.type, enabled=False):
-                _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
+                _, new_states = _ops.kernel_layer(kind, input.unsqueeze(0), states, weights)
         else:
-            _, new_states = kernel_layer(input.unsqueeze(0), states, weights)
+            _, new_states = _ops.kernel_layer(kind, input.unsqueeze(0), states, weights)
     if any(state.dtype != result_dtype for state in new_states):
         new_states = tuple(state.to(result_dtype) for state in new_states)
     if not batched:
@@ -87,21 +90,18 @@ class LSTMCell(nn.LSTMCell):
     """Drop-in for torch.nn.LSTMCell: returns (h', c')."""
 
     def forward(self, input, hx=None):
-        return _step(self, input, hx, "LSTMCell", 2, _ops.lstm_layer, reference.lstm_cell)
+        return _step(self, input, hx, "LSTMCell", CELLS["lstm"])
 
 
 class GRUCell(nn.GRUCell):
     """Drop-in for torch.nn.GRUCell: returns h'."""
 
     def forward(self, input, hx=None):
-        return _step(self, input, hx, "GRUCell", 1, _ops.gru_layer, reference.gru_cell)
+        return _step(self, input, hx, "GRUCell", CELLS["gru"])
 
 
 class RNNCell(nn.RNNCell):
     """Drop-in for torch.nn.RNNCell: returns h' = tanh or relu of the sum."""
 
     def forward(self, input, hx=None):
-        relu = self.nonlinearity == "relu"
-        kernel = _ops.rnn_relu_layer if relu else _ops.rnn_tanh_layer
-        reference_cell = reference.rnn_relu_cell if relu else reference.rnn_tanh_cell
-        return _step(self, input, hx, "RNNCell", 1, kernel, reference_cell)
+        return _step(self, input, hx, "RNNCell", CELLS[f"rnn_{self.nonlinearity}"])

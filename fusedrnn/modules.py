@@ -3,9 +3,6 @@
 Same constructors, parameters, inputs, outputs and errors; the shared
 machinery is in rnn_base.py.
 """
-import torch
-
-from . import _ops, reference
 from .rnn_base import FusedRNNBase
 
 _NO_PROJECTION = "proj_size argument is only supported for LSTM, not RNN or GRU"
@@ -13,9 +10,6 @@ _NO_PROJECTION = "proj_size argument is only supported for LSTM, not RNN or GRU"
 
 class LSTM(FusedRNNBase):
     """Drop-in for torch.nn.LSTM."""
-
-    _kernel_layer = staticmethod(_ops.lstm_layer)
-    _reference_layer = staticmethod(reference.lstm_layer)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
@@ -58,9 +52,6 @@ class LSTM(FusedRNNBase):
 class GRU(FusedRNNBase):
     """Drop-in for torch.nn.GRU."""
 
-    _kernel_layer = staticmethod(_ops.gru_layer)
-    _reference_layer = staticmethod(reference.gru_layer)
-
     def __init__(self, *args, **kwargs):
         # As nn.GRU: the arguments of nn.LSTM without proj_size.
         if "proj_size" in kwargs:
@@ -86,6 +77,3 @@ class RNN(FusedRNNBase):
                 f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", *args, **kwargs)
-        relu = nonlinearity == "relu"
-        self._kernel_layer = _ops.rnn_relu_layer if relu else _ops.rnn_tanh_layer
-        self._reference_layer = reference.rnn_relu_layer if relu else reference.rnn_tanh_layer

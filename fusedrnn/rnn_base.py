@@ -9,21 +9,23 @@ orchestration (validation, layouts, layers, directions, dropout); each
 the reference implementation.
 """
 import contextlib
+import functools
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _ops
+from .cell_table import cell_of_mode
 from .stack import run_stack
 
 
 class FusedRNNBase(nn.RNNBase):
-    """Subclasses set the two layer functions and the error texts of their nn twin."""
+    """Subclasses set the error texts of their nn twin; the cell follows from `mode`."""
 
-    # (x, state, weights, reverse, batch_sizes) -> (y, final_state); see reference.py.
-    _kernel_layer = None
-    _reference_layer = None
+    # True on an instance runs the reference even where a kernel covers the
+    # input (the benchmark's reference column).
+    _force_reference = False
     # Starts torch.nn's "Expected input to be 2D or 3D" error.
     _input_error = "{}: Expected input to be 2D or 3D, got {}D instead"
 
@@ -112,7 +114,11 @@ class FusedRNNBase(nn.RNNBase):
     def _run(self, x, states, batch_sizes):
         plan = _ops.dtypes(x, self.mode, packed=batch_sizes is not None,
                            projected=self.proj_size > 0)
-        layer = self._reference_layer if plan.compute is None else self._kernel_layer
+        cell = cell_of_mode(self.mode)
+        if plan.compute is None or self._force_reference:
+            layer = cell.reference_layer
+        else:
+            layer = functools.partial(_ops.kernel_layer, cell)
         weights = self._layer_weights()
         if plan.autocast_off or plan.compute not in (None, x.dtype):
             x, states = x.to(plan.compute), tuple(s.to(plan.compute) for s in states)

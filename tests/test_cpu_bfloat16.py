@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not fusedrnn.build_info()["cpu_bfloat16"],
 # own bfloat16 error where that is larger. Measured: 2e-3 to 6e-3 (nn:
 # 3e-3 to 1e-2), but 0.12 for a ReLU RNN's gradients (nn: 0.13).
 OUT_BOUND, GRAD_BOUND = 2e-2, 4e-2
-OP_NAMES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
+OP_NAMES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 
 
 def _input(T, B, I, packed):

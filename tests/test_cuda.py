@@ -17,7 +17,7 @@ import fusedrnn
 from helpers import CELLS, OpRecorder, random_hx, requires_gpu, twin_modules
 from op_inputs import lstm_layer_args
 
-OPS = ("lstm_layer", "gru_layer", "rnn_layer")
+OPS = ("lstm_layer", "gru_layer", "rnn_tanh_layer", "rnn_relu_layer")
 MODES = list(CELLS)
 LSTM_VARIANTS = [dict(), dict(bias=False), dict(proj=5), dict(packed=True),
                  dict(packed=True, proj=5, B=6)]
@@ -201,7 +201,13 @@ def _single_state_args(gates, *, T=4, B=3, I=2, H=3, packed=False, bias=True):
             torch.randn(gates * H, dtype=torch.float64) if bias else None, batch_sizes)
 
 
-SINGLE_STATE = {"gru": (3, ()), "rnn_tanh": (1, (False,)), "rnn_relu": (1, (True,))}
+SINGLE_STATE = {"gru": 3, "rnn_tanh": 1, "rnn_relu": 1}  # cell -> gates
+
+
+def _single_state_call(op, tensors, batch_sizes, reverse):
+    """A GRU/RNN forward op on (x, h0, w_ih, w_hh, b_ih, b_hh): no c0, no w_hr."""
+    x, h0, w_ih, w_hh, b_ih, b_hh = tensors
+    return op(x, h0, None, w_ih, w_hh, b_ih, b_hh, None, batch_sizes, reverse)
 
 
 @requires_gpu
@@ -210,13 +216,12 @@ SINGLE_STATE = {"gru": (3, ()), "rnn_tanh": (1, (False,)), "rnn_relu": (1, (True
 @pytest.mark.parametrize("reverse", [False, True])
 def test_single_state_op_gradcheck(cell, packed, reverse):
     torch.manual_seed(0)
-    gates, flags = SINGLE_STATE[cell]
-    op = getattr(torch.ops.fusedrnn, f"{cell.split('_')[0]}_layer_forward")
-    *tensors, batch_sizes = _to(_single_state_args(gates, packed=packed), "cuda",
+    op = getattr(torch.ops.fusedrnn, f"{cell}_layer_forward")
+    *tensors, batch_sizes = _to(_single_state_args(SINGLE_STATE[cell], packed=packed), "cuda",
                                 torch.float64, True)
 
     def layer(*tensors):
-        return op(*tensors, batch_sizes, *flags, reverse)[:2]
+        return _single_state_call(op, tensors, batch_sizes, reverse)[:2]
 
     assert torch.autograd.gradcheck(layer, tuple(tensors))
 
@@ -242,10 +247,12 @@ def test_lstm_opcheck(variant, dtype):
 @pytest.mark.parametrize("cell", list(SINGLE_STATE))
 def test_single_state_opcheck(cell, dtype):
     torch.manual_seed(0)
-    gates, flags = SINGLE_STATE[cell]
-    op = getattr(torch.ops.fusedrnn, f"{cell.split('_')[0]}_layer_forward")
-    args = _to(_single_state_args(gates, packed=True), "cuda", dtype, True)
-    torch.library.opcheck(op.default, (*args, *flags, False))
+    op = getattr(torch.ops.fusedrnn, f"{cell}_layer_forward")
+    *tensors, batch_sizes = _to(_single_state_args(SINGLE_STATE[cell], packed=True), "cuda",
+                                dtype, True)
+    x, h0, w_ih, w_hh, b_ih, b_hh = tensors
+    torch.library.opcheck(op.default,
+                          (x, h0, None, w_ih, w_hh, b_ih, b_hh, None, batch_sizes, False))
 
 
 # --- the modules against torch.nn (cuDNN) and against the CPU ------------------
@@ -382,7 +389,7 @@ def test_modules_run_the_cuda_kernels(mode, dtype):
     with OpRecorder() as recorder:
         output, _ = ours(x)
         output.float().sum().backward()
-    op = {"LSTM": "lstm", "GRU": "gru"}.get(mode, "rnn")
+    op = mode.lower()
     assert recorder.names.count(f"fusedrnn.{op}_layer_forward") == 1
     assert recorder.names.count(f"fusedrnn.{op}_layer_backward") == 1
     assert "aten.sigmoid" not in recorder.names and "aten.tanh" not in recorder.names

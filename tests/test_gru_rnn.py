@@ -23,11 +23,15 @@ def _op_args(mode, packed=False, bias=True, T=4, B=3, I=2, H=3, requires_grad=Tr
     return tensors, batch_sizes
 
 
+def _op(mode, direction):
+    return getattr(torch.ops.fusedrnn, f"{mode.lower()}_layer_{direction}").default
+
+
 def _forward(mode, tensors, batch_sizes, reverse):
-    if mode == "GRU":
-        return torch.ops.fusedrnn.gru_layer_forward(*tensors, batch_sizes, reverse)
-    return torch.ops.fusedrnn.rnn_layer_forward(*tensors, batch_sizes, mode == "RNN_RELU",
-                                                reverse)
+    """The forward op on (x, h0, w_ih, w_hh, b_ih, b_hh): no c0, no projection."""
+    x, h0, w_ih, w_hh, b_ih, b_hh = tensors
+    return _op(mode, "forward")(x, h0, None, w_ih, w_hh, b_ih, b_hh, None, batch_sizes,
+                                reverse)
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -38,7 +42,7 @@ def test_op_gradcheck(mode, reverse, packed):
     tensors, batch_sizes = _op_args(mode, packed)
 
     def layer(*tensors):
-        output, h_n, _ = _forward(mode, tensors, batch_sizes, reverse)
+        output, h_n, _, _, _ = _forward(mode, tensors, batch_sizes, reverse)
         return output, h_n
 
     assert torch.autograd.gradcheck(layer, tensors)
@@ -50,16 +54,15 @@ def test_op_gradcheck(mode, reverse, packed):
 def test_opcheck(mode, packed, bias):
     torch.manual_seed(0)
     tensors, batch_sizes = _op_args(mode, packed, bias, requires_grad=True)
-    relu = (mode == "RNN_RELU",) if mode != "GRU" else ()
-    name = "gru" if mode == "GRU" else "rnn"
-    forward = getattr(torch.ops.fusedrnn, f"{name}_layer_forward").default
-    torch.library.opcheck(forward, (*tensors, batch_sizes, *relu, True))
+    x, h0, w_ih, w_hh, b_ih, b_hh = tensors
+    torch.library.opcheck(_op(mode, "forward"),
+                          (x, h0, None, w_ih, w_hh, b_ih, b_hh, None, batch_sizes, True))
     plain = tuple(t.detach() if t is not None else None for t in tensors)
-    output, h_n, saved = forward(*plain, batch_sizes, *relu, True)
-    backward = getattr(torch.ops.fusedrnn, f"{name}_layer_backward").default
+    output, h_n, _, saved, _ = _forward(mode, plain, batch_sizes, True)
     x, h0, w_ih, w_hh = plain[:4]
-    torch.library.opcheck(backward, (torch.randn_like(output), torch.randn_like(h_n), x, h0,
-                                     w_ih, w_hh, batch_sizes, output, saved, *relu, True))
+    torch.library.opcheck(_op(mode, "backward"),
+                          (torch.randn_like(output), torch.randn_like(h_n), None, x, h0, None,
+                           w_ih, w_hh, None, batch_sizes, output, saved, None, True))
 
 
 @pytest.mark.parametrize("mode", SINGLE_STATE_MODES)

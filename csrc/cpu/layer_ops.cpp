@@ -1,24 +1,21 @@
-// The CPU kernels of the layer ops (schemas: ops/schemas.cpp).
-#include "../ops/layer_kernels.h"
-#include "recurrent_layer.h"
+// The CPU kernels of the layer ops (schemas: core/schemas.cpp).
+#include "../core/layer_ops.h"
+#include "fused_step_executor.h"
+#include "matmul/packed_multiply.h"
 
 namespace fusedrnn::cpu {
-namespace {
 
-struct CpuBackend {
-  template <class Cell>
-  static LayerOutputs forward(const LayerInputs& in, const OptionalTensor& b_ih,
-                              const OptionalTensor& b_hh) {
-    return layer_forward<Cell>(in, b_ih, b_hh);
+std::vector<std::string> kernel_dtypes() {
+  std::vector<std::string> names = served_dtype_list<FusedStepExecutor>();
+  // bfloat16 needs AVX512_BF16 on this very CPU.
+  if (!packed_multiply_available<c10::BFloat16>()) {
+    std::erase(names, std::string("bfloat16"));
   }
-  template <class Cell, class... Args>
-  static LayerGradients backward(const LayerInputs& in, const Args&... args) {
-    return layer_backward<Cell>(in, args...);
-  }
-};
+  return names;
+}
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) { register_layer_kernels<CpuBackend>(m); }
+TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
+  register_layer_ops<FusedStepExecutor>(m);
+}
 
 }  // namespace fusedrnn::cpu

@@ -1,9 +1,7 @@
 // The pointwise kernels declared in cell_kernels.h.
 #include "cell_kernels.h"
 
-#include "../cells/gru_cell.h"
-#include "../cells/lstm_cell.h"
-#include "../cells/rnn_cell.h"
+#include "../core/cell_list.h"
 
 namespace fusedrnn::cuda {
 namespace {
@@ -20,24 +18,25 @@ __device__ int64_t thread_index() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 
-// Row b's previous h (in the compute type) and c, as the CPU driver's
+// Row b's previous h (in the compute type) and c, as core/step.h's
 // previous_row picks them; zero for what the cell does not have.
 template <typename Cell, typename T>
-__device__ accumulate_t<T> previous_h(const StepRows<T>& rows, int64_t b,
-                                      int64_t j, int64_t P) {
+__device__ compute_t<T> previous_h(const StepRows<T>& rows, int64_t b,
+                                   int64_t j, int64_t P) {
   if constexpr (Cell::kReadsPreviousHidden) {
-    const T* h = b < rows.continuing ? rows.h_previous_step : rows.h0;
-    return static_cast<accumulate_t<T>>(h[b * P + j]);
+    return static_cast<compute_t<T>>(previous_row(
+        b, rows.continuing, rows.h_previous_step, rows.h0, P)[j]);
   } else {
     return 0;
   }
 }
 
 template <typename Cell, typename T>
-__device__ accumulate_t<T> previous_c(const StepRows<T>& rows, int64_t b,
-                                      int64_t j, int64_t H) {
+__device__ compute_t<T> previous_c(const StepRows<T>& rows, int64_t b,
+                                   int64_t j, int64_t H) {
   if constexpr (Cell::kHasCellState) {
-    return (b < rows.continuing ? rows.c_previous_step : rows.c0)[b * H + j];
+    return previous_row(b, rows.continuing, rows.c_previous_step, rows.c0,
+                        H)[j];
   } else {
     return 0;
   }
@@ -48,22 +47,19 @@ __device__ accumulate_t<T> previous_c(const StepRows<T>& rows, int64_t b,
 // is coalesced.
 template <typename Cell, typename T>
 __global__ void forward_step_kernel(ForwardStep<T> s) {
-  using Acc = accumulate_t<T>;
+  using Acc = compute_t<T>;
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = s.hidden, u = thread_index();
   if (u >= s.rows.live * H) return;
   const int64_t b = u / H, j = u - b * H;
   const int64_t gate = b * G * H + j;
-  Acc* saved = S == G ? s.gates + gate : s.saved + b * S * H + j;
   Acc h_new, c_new = 0;
   Cell::forward(s.gates + gate, s.recurrent + gate, s.bias_h + j, H,
                 previous_h<Cell>(s.rows, b, j, s.out_size),
-                previous_c<Cell>(s.rows, b, j, H), saved, h_new, c_new);
+                previous_c<Cell>(s.rows, b, j, H), s.saved + b * S * H + j,
+                h_new, c_new);
   s.hidden_out[u] = static_cast<T>(h_new);
-  if constexpr (Cell::kHasCellState) {
-    s.cells[u] = c_new;
-    if (b >= s.ending) s.c_n[u] = static_cast<T>(c_new);
-  }
+  if constexpr (Cell::kHasCellState) s.cells[u] = c_new;
 }
 
 // A cell reads its saved values and writes its gradients with one stride,
@@ -71,7 +67,7 @@ __global__ void forward_step_kernel(ForwardStep<T> s) {
 // through registers, with stride 1.
 template <typename Cell, bool kHasOutputGrad, typename T>
 __global__ void backward_step_kernel(BackwardStep<T> s) {
-  using Acc = accumulate_t<T>;
+  using Acc = compute_t<T>;
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   const int64_t H = s.hidden, u = thread_index();
   if (u >= s.rows.live * H) return;
@@ -103,9 +99,9 @@ __global__ void backward_step_kernel(BackwardStep<T> s) {
 }
 
 template <typename T>
-__global__ void add_output_gradient_kernel(int64_t n, const accumulate_t<T>* dh,
+__global__ void add_output_gradient_kernel(int64_t n, const compute_t<T>* dh,
                                            const T* dy, T* out) {
-  using Acc = accumulate_t<T>;
+  using Acc = compute_t<T>;
   const int64_t i = thread_index();
   if (i >= n) return;
   const Acc sum = dy == nullptr ? dh[i] : dh[i] + static_cast<Acc>(dy[i]);
@@ -114,8 +110,8 @@ __global__ void add_output_gradient_kernel(int64_t n, const accumulate_t<T>* dh,
 
 template <typename Cell, typename T>
 __global__ void recompute_hidden_kernel(int64_t rows, int64_t H,
-                                        const accumulate_t<T>* saved,
-                                        const accumulate_t<T>* cells, T* out) {
+                                        const compute_t<T>* saved,
+                                        const compute_t<T>* cells, T* out) {
   const int64_t u = thread_index();
   if (u >= rows * H) return;
   const int64_t r = u / H, j = u - r * H;
@@ -146,7 +142,7 @@ void launch_backward_step(const BackwardStep<T>& step, cudaStream_t stream) {
 }
 
 template <typename T>
-void launch_add_output_gradient(int64_t n, const accumulate_t<T>* dh,
+void launch_add_output_gradient(int64_t n, const compute_t<T>* dh,
                                 const T* dy, T* out, cudaStream_t stream) {
   if (n == 0) return;
   add_output_gradient_kernel<T>
@@ -155,40 +151,32 @@ void launch_add_output_gradient(int64_t n, const accumulate_t<T>* dh,
 
 template <typename Cell, typename T>
 void launch_recompute_hidden(int64_t rows, int64_t hidden,
-                             const accumulate_t<T>* saved,
-                             const accumulate_t<T>* cells, T* out,
+                             const compute_t<T>* saved,
+                             const compute_t<T>* cells, T* out,
                              cudaStream_t stream) {
   const int64_t n = rows * hidden;
-  if (n == 0) return;
-  recompute_hidden_kernel<Cell, T><<<blocks_for(n), kThreads, 0, stream>>>(
-      rows, hidden, saved, cells, out);
+  if constexpr (Cell::kHasCellState) {
+    if (n == 0) return;
+    recompute_hidden_kernel<Cell, T><<<blocks_for(n), kThreads, 0, stream>>>(
+        rows, hidden, saved, cells, out);
+  }
 }
 
-// The cells and storage types of the CUDA ops. A new cell adds its
-// FUSEDRNN_INSTANTIATE_STEPS line (and includes its header above);
-// launch_recompute_hidden is only for cells with a projection (LSTM).
-#define FUSEDRNN_INSTANTIATE_STEPS(Cell, T)                                   \
+// Every cell of core/cell_list.h in every storage type.
+#define FUSEDRNN_INSTANTIATE_CELL(name, Cell, T)                              \
   template void launch_forward_step<Cell, T>(const ForwardStep<T>&,           \
                                              cudaStream_t);                   \
   template void launch_backward_step<Cell, T>(const BackwardStep<T>&,         \
-                                              cudaStream_t);
-#define FUSEDRNN_INSTANTIATE_TYPE(T)                                          \
+                                              cudaStream_t);                  \
+  template void launch_recompute_hidden<Cell, T>(                             \
+      int64_t, int64_t, const compute_t<T>*, const compute_t<T>*, T*,         \
+      cudaStream_t);
+#define FUSEDRNN_INSTANTIATE_TYPE(T, Name, name)                              \
   template void launch_add_output_gradient<T>(                                \
-      int64_t, const accumulate_t<T>*, const T*, T*, cudaStream_t);           \
-  template void launch_recompute_hidden<LstmCell, T>(                         \
-      int64_t, int64_t, const accumulate_t<T>*, const accumulate_t<T>*, T*,   \
-      cudaStream_t);                                                          \
-  FUSEDRNN_INSTANTIATE_STEPS(LstmCell, T)                                     \
-  FUSEDRNN_INSTANTIATE_STEPS(GruCell, T)                                      \
-  FUSEDRNN_INSTANTIATE_STEPS(RnnTanhCell, T)                                  \
-  FUSEDRNN_INSTANTIATE_STEPS(RnnReluCell, T)
-
-FUSEDRNN_INSTANTIATE_TYPE(float)
-FUSEDRNN_INSTANTIATE_TYPE(double)
-FUSEDRNN_INSTANTIATE_TYPE(c10::Half)
-FUSEDRNN_INSTANTIATE_TYPE(c10::BFloat16)
-
+      int64_t, const compute_t<T>*, const T*, T*, cudaStream_t);              \
+  FUSEDRNN_FOR_EACH_CELL(FUSEDRNN_INSTANTIATE_CELL, T)
+FUSEDRNN_FOR_EACH_STORAGE_TYPE(FUSEDRNN_INSTANTIATE_TYPE)
 #undef FUSEDRNN_INSTANTIATE_TYPE
-#undef FUSEDRNN_INSTANTIATE_STEPS
+#undef FUSEDRNN_INSTANTIATE_CELL
 
 }  // namespace fusedrnn::cuda

@@ -48,9 +48,9 @@ Blas::~Blas() {
 
 template <typename T, typename Out>
 void Blas::multiply(int64_t m, const T* a, int64_t lda,
-                    const RightOperand<T>& w, accumulate_t<T> beta, Out* c,
+                    const RightOperand<T>& w, compute_t<T> beta, Out* c,
                     int64_t ldc) const {
-  static_assert(std::is_same_v<Out, T> || std::is_same_v<Out, accumulate_t<T>>);
+  static_assert(std::is_same_v<Out, T> || std::is_same_v<Out, compute_t<T>>);
   if (m == 0) return;
   // cuBLAS is column-major, and a row-major matrix is its transpose in
   // column-major order. So the row-major C = A op(W) is computed as the
@@ -63,7 +63,7 @@ void Blas::multiply(int64_t m, const T* a, int64_t lda,
   } else if constexpr (std::is_same_v<T, float>) {
     if (allow_tf32_) compute = CUBLAS_COMPUTE_32F_FAST_TF32;
   }
-  const accumulate_t<T> alpha = 1;
+  const compute_t<T> alpha = 1;
   TORCH_CUDABLAS_CHECK(cublasGemmEx(
       handle_, w.transpose() ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N,
       to_int(w.n()), to_int(m), to_int(w.k()), &alpha, w.data(),
@@ -74,7 +74,7 @@ void Blas::multiply(int64_t m, const T* a, int64_t lda,
 #define FUSEDRNN_INSTANTIATE_MULTIPLY(T, Out)                               \
   template void Blas::multiply<T, Out>(int64_t, const T*, int64_t,          \
                                        const RightOperand<T>&,              \
-                                       accumulate_t<T>, Out*, int64_t) const;
+                                       compute_t<T>, Out*, int64_t) const;
 FUSEDRNN_INSTANTIATE_MULTIPLY(float, float)
 FUSEDRNN_INSTANTIATE_MULTIPLY(double, double)
 FUSEDRNN_INSTANTIATE_MULTIPLY(c10::Half, c10::Half)

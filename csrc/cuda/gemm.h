@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "accumulate.h"
+#include "../core/storage_types.h"
 
 namespace fusedrnn::cuda {
 
@@ -47,13 +47,13 @@ class Blas {
   Blas& operator=(const Blas&) = delete;
 
   // C (m x N) = A (m x K) op(W) + beta C, row-major with leading dimensions
-  // lda and ldc. A and W have the storage type T; C has T or accumulate_t<T>
+  // lda and ldc. A and W have the storage type T; C has T or compute_t<T>
   // (a 16-bit product can go straight to a float32 buffer). The products
-  // accumulate in accumulate_t<T>; float32 uses TF32 tensor cores only when
+  // accumulate in compute_t<T>; float32 uses TF32 tensor cores only when
   // torch allows it for cuBLAS (torch.backends.cuda.matmul.allow_tf32).
   template <typename T, typename Out>
   void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
-                accumulate_t<T> beta, Out* c, int64_t ldc) const;
+                compute_t<T> beta, Out* c, int64_t ldc) const;
 
  private:
   cublasHandle_t handle_;

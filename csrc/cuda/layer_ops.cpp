@@ -1,24 +1,15 @@
-// The CUDA kernels of the layer ops (schemas: ops/schemas.cpp).
-#include "../ops/layer_kernels.h"
-#include "recurrent_layer.h"
+// The CUDA kernels of the layer ops (schemas: core/schemas.cpp).
+#include "../core/layer_ops.h"
+#include "stepwise_executor.h"
 
 namespace fusedrnn::cuda {
-namespace {
 
-struct CudaBackend {
-  template <class Cell>
-  static LayerOutputs forward(const LayerInputs& in, const OptionalTensor& b_ih,
-                              const OptionalTensor& b_hh) {
-    return cuda::layer_forward<Cell>(in, b_ih, b_hh);
-  }
-  template <class Cell, class... Args>
-  static LayerGradients backward(const LayerInputs& in, const Args&... args) {
-    return cuda::layer_backward<Cell>(in, args...);
-  }
-};
+std::vector<std::string> kernel_dtypes() {
+  return served_dtype_list<StepwiseExecutor>();
+}
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) { register_layer_kernels<CudaBackend>(m); }
+TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
+  register_layer_ops<StepwiseExecutor>(m);
+}
 
 }  // namespace fusedrnn::cuda

@@ -19,25 +19,25 @@
 #include <tuple>
 #include <vector>
 
-#include "../cpu/sequence_layout.h"
+#include "../core/sequence_layout.h"
 
 namespace {
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
 
-// The ops' C++ signatures (see csrc/ops/schemas.cpp). These tests run dense
+// The ops' C++ signatures (see csrc/core/schemas.cpp). These tests run dense
 // input without projection: w_hr and batch_sizes are always nullopt.
 using ForwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
-    bool);
-using BackwardFn =
-    std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-        const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
-        const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-        const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
-        const Tensor&, bool);
+    const Tensor&, const Tensor&, const OptTensor&, const Tensor&,
+    const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+    const OptTensor&, bool);
+using BackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                              Tensor, Tensor>(
+    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
+    const Tensor&, const OptTensor&, const Tensor&, const Tensor&,
+    const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
+    const Tensor&, bool);
 
 constexpr int64_t kT = 5, kB = 3, kI = 4, kH = 6;
 
@@ -229,8 +229,10 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
   }
 
   run_check("backward " + label, [&](bool& ok) {
+    // The LSTM's two biases share one gradient (grad_b_ih; grad_b_hh is
+    // empty).
     const auto [grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
-                grad_bias, grad_w_hr] =
+                grad_bias, grad_b_hh, grad_w_hr] =
         ops.backward.call(p.grad_output, p.grad_h_n, p.grad_c_n, p.input,
                           p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt,
                           std::nullopt, output, gates, cells, reverse);
@@ -313,7 +315,7 @@ void check_packed_layout() {
     const Tensor batch_sizes = at::tensor(std::vector<int64_t>{3, 2, 1});
     std::string detail;
     for (const bool reverse : {false, true}) {
-      const fusedrnn::cpu::SequenceLayout layout(batch_sizes, reverse);
+      const fusedrnn::SequenceLayout layout(batch_sizes, reverse);
       const std::vector<int64_t> continuing =
           reverse ? std::vector<int64_t>{0, 1, 2} : std::vector<int64_t>{0, 2, 1};
       // In reverse every sequence ends at step 0, the last processed.

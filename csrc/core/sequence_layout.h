@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace fusedrnn::cpu {
+namespace fusedrnn {
 
 class SequenceLayout {
  public:
@@ -48,4 +48,4 @@ class SequenceLayout {
   bool reverse_;
 };
 
-}  // namespace fusedrnn::cpu
+}  // namespace fusedrnn

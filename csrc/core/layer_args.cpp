@@ -59,13 +59,17 @@ LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
   if (in.w_hr.has_value()) {
     check_same(*in.w_hr, input, "w_hr");
     check_shape(*in.w_hr, {P, H}, "w_hr");
+    // A step's projected rows fit in its (B, G*H) scratch block, which
+    // executors may use for them; torch.nn wants P < H anyway.
+    TORCH_CHECK(P <= H, "fusedrnn: the projection size ", P,
+                " exceeds the hidden size ", H);
   } else {
     TORCH_CHECK(P == H, "fusedrnn: expected w_hh of size (", gates,
                 "H, H) without a projection, got ", w_hh.sizes());
   }
-  cpu::SequenceLayout layout =
-      packed ? cpu::SequenceLayout(*in.batch_sizes, in.reverse)
-             : cpu::SequenceLayout(input.size(0), input.size(1), in.reverse);
+  SequenceLayout layout =
+      packed ? SequenceLayout(*in.batch_sizes, in.reverse)
+             : SequenceLayout(input.size(0), input.size(1), in.reverse);
   if (packed) {
     TORCH_CHECK(layout.rows() == input.size(0), "fusedrnn: batch_sizes sum to ",
                 layout.rows(), " but the packed input has ", input.size(0),
@@ -78,6 +82,14 @@ LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
     check_shape(*in.c0, {B, H}, "c0");
   }
   check_shape(in.w_ih, {gates * H, I}, "w_ih");
+  TORCH_CHECK(in.b_ih.has_value() == in.b_hh.has_value(),
+              "fusedrnn: give both biases or neither");
+  if (in.b_ih.has_value()) {
+    check_same(*in.b_ih, input, "b_ih");
+    check_same(*in.b_hh, input, "b_hh");
+    check_shape(*in.b_ih, {gates * H}, "b_ih");
+    check_shape(*in.b_hh, {gates * H}, "b_hh");
+  }
   return {std::move(layout), I, H, P, packed};
 }
 

@@ -7,15 +7,15 @@
 #include <optional>
 #include <vector>
 
-#include "../cpu/sequence_layout.h"
+#include "sequence_layout.h"
 
 namespace fusedrnn {
 
 using at::Tensor;
 using OptionalTensor = std::optional<Tensor>;
 
-// The arguments every layer op takes; c0 and w_hr only where the cell has
-// them (LSTM).
+// The arguments every layer op takes; c0 only where the cell has a cell
+// state, w_hr only with a projection (LSTM).
 struct LayerInputs {
   const Tensor& input;                // (T, B, I) dense or (rows, I) packed
   const Tensor& h0;                   // (B, P)
@@ -23,21 +23,25 @@ struct LayerInputs {
   const Tensor& w_ih;                 // (G*H, I)
   const Tensor& w_hh;                 // (G*H, P)
   const OptionalTensor& w_hr;         // (P, H)
+  const OptionalTensor& b_ih;         // (G*H), with b_hh or not at all
+  const OptionalTensor& b_hh;         // (G*H)
   const OptionalTensor& batch_sizes;  // (T,) int64 CPU, packed input only
   bool reverse;
 };
 
 struct LayerOutputs {
-  Tensor output, h_n, c_n, saved, cells;  // c_n, cells undefined without c
+  Tensor output, h_n, c_n, saved, cells;  // c_n, cells empty without c
 };
 
 struct LayerGradients {
-  Tensor input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;  // c0, w_hr may be undefined
+  // c0, b_hh and w_hr are empty where the cell or the call has none (see
+  // schemas.cpp).
+  Tensor input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;
 };
 
 // The layer's sizes and step layout.
 struct LayerShape {
-  cpu::SequenceLayout layout;
+  SequenceLayout layout;
   int64_t input_size, hidden, out_size;  // I, H, P (P = H without projection)
   bool packed;
 
@@ -62,8 +66,8 @@ void check_saved(const Tensor& t, const Tensor& input, const char* name);
 // place, starting from `grad` or 0. (Not *_like: those would copy the
 // strides of `like`.)
 Tensor state_gradient(const OptionalTensor& grad, const Tensor& like);
-// Every check of the arguments but the device and the dtype (each back end
-// checks its own first), before any memory is touched.
+// Every check of the arguments but the input's device and dtype (the back
+// end checks those), before any memory is touched.
 LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
                               bool has_cell_state);
 

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-namespace fusedrnn::cpu {
+namespace fusedrnn {
 
 SequenceLayout::SequenceLayout(int64_t steps, int64_t batch, bool reverse)
     : live_(steps, batch), reverse_(reverse) {
@@ -46,4 +46,4 @@ int64_t SequenceLayout::live_after(int64_t s) const {
   return s + 1 < steps() ? std::min(live(step(s)), live(step(s + 1))) : 0;
 }
 
-}  // namespace fusedrnn::cpu
+}  // namespace fusedrnn

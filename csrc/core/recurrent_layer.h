@@ -1,0 +1,352 @@
+// One recurrent layer in one direction, for any cell and any back end:
+// argument checks, buffers, the input projection of all steps, the time
+// loop's bookkeeping, and the weight and bias gradients after the loop.
+// What differs between back ends is an executor (below); what differs
+// between cells is the cell's math header (cells/README.md).
+//
+// Dtypes (storage_types.h): the input, weights, outputs, h, every gradient
+// and the gate gradients between the loop and the weight-gradient
+// multiplies are in the storage type T; the cell math, the cell state, the
+// per-step values the backward reads back (`saved`, `cells`) and the state
+// gradients are in the compute type Acc = compute_t<T>. For 16-bit input
+// the forward returns `saved` and `cells` in float32 and the backward
+// expects them so.
+//
+// An executor is a class template Executor<T> over the storage type with
+//   static constexpr bool kServes;            whether it runs T at all
+//   static constexpr const char* kDeviceName; "CPU", "CUDA"
+//   static constexpr bool kRowScratch;        whether backward_step wants
+//                                             BackwardStep::scratch
+//   static void check_input(const Tensor&);   device, what this machine runs
+//   Executor(const Tensor& input, const LayerShape&);  per call: device
+//                                             guard, stream, library handles
+//   Tensor empty(sizes, options);             the layer's buffers
+//   Tensor input_projection(x, w_ih, b_ih);   x W_ih^T + b_ih, compute type
+//   Tensor product(a, b);                     a b, storage type (gradients)
+//   Weight weight(w, transpose, groups);      op(W) prepared for the steps
+//   forward_step<Cell>(ForwardStep, w_hh);    recurrent multiply + cell math
+//   backward_step<Cell>(BackwardStep);        the cell's derivative
+//   multiply(m, a, lda, w, beta, c, ldc);     c (compute type) = a op(W) + beta c
+//   project(m, a, lda, w, c, ldc, scratch);   c (storage type) = a op(W)
+//   add_output_gradient(n, dh, dy, out);      out = dh + dy (dy may be null)
+//   copy(dst, src, n);                        stream-ordered where it matters
+//   recompute_hidden<Cell>(rows, H, saved, cells, out)
+// A step never allocates, synchronises or dispatches an ATen op.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "dispatch.h"
+#include "layer_args.h"
+#include "sequence_layout.h"
+#include "step.h"
+
+namespace fusedrnn {
+
+template <typename T>
+struct ForwardBuffers {
+  using Acc = compute_t<T>;
+  const T* h0;        // (B, P)
+  const Acc* c0;      // (B, H), cells with a cell state only
+  const Acc* bias_h;  // (G*H): b_hh, zeros without bias
+  Acc* gates;         // (rows, G*H): input projections (with b_ih) in
+  Acc* saved;         // (rows, S*H): the saved values; == gates when S == G
+  T* output;          // (rows, P)
+  Acc* cells;         // (rows, H), cells with a cell state only
+  T* h_n;             // (B, P): each sequence's state after its last step
+  Acc* c_n;           // (B, H), cells with a cell state only
+  Acc* recurrent;     // (B, G*H) scratch
+  T* unprojected;     // (B, H) scratch, with a projection only
+};
+
+template <typename T>
+struct BackwardBuffers {
+  using Acc = compute_t<T>;
+  const T* h0;           // (B, P)
+  const Acc* c0;         // (B, H), cells with a cell state only
+  const T* output;       // (rows, P): the forward's outputs
+  const Acc* saved;      // (rows, S*H): the forward's saved values
+  const Acc* cells;      // (rows, H), cells with a cell state only
+  const T* output_grad;  // (rows, P), or null when no gradient reached it
+  Acc* dh;               // (B, P): gradient at h_n in, at h0 out
+  Acc* dc;               // (B, H): gradient at c_n in, at c0 out (or null)
+  T* dgates_x;           // (rows, G*H): input pre-activation gradients out
+  T* dgates_h;           // (rows, G*H): recurrent ones, == dgates_x unless split
+  T* dprojected;         // (rows, P): projection only, gradient at each output
+  Acc* dunprojected;     // (B, H) scratch, projection only
+  Acc* scratch;          // (B, 2*G*H) scratch, for executors with kRowScratch
+};
+
+// The rows of the step processed s-th, and where their previous state is.
+template <typename T>
+StepRows<T> step_rows(const SequenceLayout& layout, int64_t s, int64_t H,
+                      int64_t P, const T* output, const T* h0,
+                      const compute_t<T>* cells, const compute_t<T>* c0) {
+  const int64_t prev_row0 = s > 0 ? layout.offset(layout.step(s - 1)) : 0;
+  return {layout.live(layout.step(s)), layout.continuing(s),
+          output + prev_row0 * P, h0,
+          cells != nullptr ? cells + prev_row0 * H : nullptr, c0};
+}
+
+// Forward time loop. `w_hh` is op(W_hh) = W_hh^T (P -> G*H) in G blocks
+// (one per gate); `w_hr`, when not null, is W_hr^T (H -> P).
+template <class Cell, class Exec, typename T>
+void forward_sequence(const Exec& exec, const SequenceLayout& layout,
+                      int64_t H, int64_t P, const typename Exec::Weight& w_hh,
+                      const typename Exec::Weight* w_hr,
+                      const ForwardBuffers<T>& buf) {
+  using Acc = compute_t<T>;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  for (int64_t s = 0; s < layout.steps(); ++s) {
+    const int64_t row0 = layout.offset(layout.step(s));
+    const StepRows<T> rows =
+        step_rows(layout, s, H, P, buf.output, buf.h0, buf.cells, buf.c0);
+    const int64_t live = rows.live;
+    T* output_t = buf.output + row0 * P;
+    Acc* cells_t = buf.cells != nullptr ? buf.cells + row0 * H : nullptr;
+    exec.template forward_step<Cell>(
+        ForwardStep<T>{rows, H, P, buf.gates + row0 * G * H,
+                       buf.saved + row0 * S * H, buf.recurrent, buf.bias_h,
+                       w_hr != nullptr ? buf.unprojected : output_t, cells_t},
+        w_hh);
+    if (w_hr != nullptr) {
+      exec.project(live, buf.unprojected, H, *w_hr, output_t, P, buf.recurrent);
+    }
+    // Sequences whose last step this was hand over their final state.
+    const int64_t ending = layout.live_after(s);
+    exec.copy(buf.h_n + ending * P, output_t + ending * P, (live - ending) * P);
+    if (cells_t != nullptr) {
+      exec.copy(buf.c_n + ending * H, cells_t + ending * H, (live - ending) * H);
+    }
+  }
+}
+
+// Backward time loop, steps in the reverse of processing order. `w_hh` is
+// op(W_hh) = W_hh (G*H -> P); `w_hr`, when not null, is W_hr (P -> H).
+template <class Cell, class Exec, typename T>
+void backward_sequence(const Exec& exec, const SequenceLayout& layout,
+                       int64_t H, int64_t P, const typename Exec::Weight& w_hh,
+                       const typename Exec::Weight* w_hr,
+                       const BackwardBuffers<T>& buf) {
+  using Acc = compute_t<T>;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  for (int64_t s = layout.steps() - 1; s >= 0; --s) {
+    const int64_t row0 = layout.offset(layout.step(s));
+    const StepRows<T> rows =
+        step_rows(layout, s, H, P, buf.output, buf.h0, buf.cells, buf.c0);
+    const int64_t live = rows.live;
+    const T* dy = buf.output_grad == nullptr ? nullptr
+                                             : buf.output_grad + row0 * P;
+    Acc* dh = buf.dh;
+    if (w_hr != nullptr) {
+      // The gradient at the projected output, kept for W_hr's gradient,
+      // then carried back through W_hr to the unprojected h.
+      T* dprojected = buf.dprojected + row0 * P;
+      exec.add_output_gradient(live * P, buf.dh, dy, dprojected);
+      exec.multiply(live, dprojected, P, *w_hr, Acc(0), buf.dunprojected, H);
+      dh = buf.dunprojected;
+      dy = nullptr;
+    }
+    T* dgates_h = buf.dgates_h + row0 * G * H;
+    exec.template backward_step<Cell>(BackwardStep<T>{
+        rows, H, P, buf.saved + row0 * S * H,
+        buf.cells != nullptr ? buf.cells + row0 * H : nullptr, dy, dh, buf.dc,
+        buf.dgates_x + row0 * G * H, dgates_h, buf.scratch});
+    // The gradient at the previous h of the live rows through W_hh, added
+    // to h's own share where the cell has one. Rows that started from the
+    // initial state keep theirs: it is the gradient at h0.
+    exec.multiply(live, dgates_h, G * H, w_hh,
+                  Cell::kReadsPreviousHidden ? Acc(1) : Acc(0), buf.dh, P);
+  }
+}
+
+// The h each step's recurrent multiply read, as a (rows, P) matrix: the
+// previous step's output, or h0 for rows that started there. W_hh's
+// gradient is then one multiply over all steps. Copies that extend the
+// pending one (after its end, or before its start in reverse) are merged
+// into it, so dense input takes two copies however many steps it has.
+template <class Exec, typename T>
+void gather_previous_outputs(const Exec& exec, const SequenceLayout& layout,
+                             int64_t P, const T* output, const T* h0,
+                             T* h_prev) {
+  T* pending_dst = h_prev;
+  const T* pending_src = nullptr;
+  int64_t pending = 0;
+  auto copy = [&](T* dst, const T* src, int64_t n) {
+    if (n == 0) return;
+    if (pending > 0 && dst == pending_dst + pending &&
+        src == pending_src + pending) {
+      pending += n;
+      return;
+    }
+    if (pending > 0 && dst + n == pending_dst && src + n == pending_src) {
+      pending_dst = dst;
+      pending_src = src;
+      pending += n;
+      return;
+    }
+    exec.copy(pending_dst, pending_src, pending);
+    pending_dst = dst;
+    pending_src = src;
+    pending = n;
+  };
+  for (int64_t s = 0; s < layout.steps(); ++s) {
+    const int64_t t = layout.step(s), live = layout.live(t);
+    const int64_t continuing = layout.continuing(s);
+    T* dst = h_prev + layout.offset(t) * P;
+    if (continuing > 0) {
+      copy(dst, output + layout.offset(layout.step(s - 1)) * P,
+           continuing * P);
+    }
+    copy(dst + continuing * P, h0 + continuing * P, (live - continuing) * P);
+  }
+  exec.copy(pending_dst, pending_src, pending);
+}
+
+template <template <class> class Executor, class Cell>
+LayerOutputs layer_forward(const LayerInputs& in) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  return dispatch_storage_type<Executor>(in.input, [&]<typename T>() {
+    using Acc = compute_t<T>;
+    const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
+    const Executor<T> exec(in.input, shape);
+    const int64_t rows = shape.layout.rows(), B = shape.layout.batch();
+    const int64_t H = shape.hidden, P = shape.out_size;
+    const auto options = in.input.options();
+    const auto acc_options = compute_options(in.input);
+    const bool projected = in.w_hr.has_value();
+    // The input projection of every step in one multiply, with b_ih.
+    const Tensor x = in.input.contiguous().view({rows, shape.input_size});
+    const Tensor gates = exec.input_projection(x, in.w_ih, in.b_ih);
+    Tensor bias_h = at::zeros({G * H}, acc_options);
+    if (in.b_hh.has_value()) bias_h.copy_(*in.b_hh);
+    LayerOutputs out;
+    out.saved = S == G ? gates : exec.empty({rows, S * H}, acc_options);
+    out.output = exec.empty(shape.rows_of(P), options);
+    out.h_n = exec.empty({B, P}, options);
+    Tensor c_n = exec.empty(Cell::kHasCellState ? std::vector<int64_t>{B, H}
+                                                : std::vector<int64_t>{0},
+                            acc_options);
+    out.cells = exec.empty(
+        Cell::kHasCellState ? shape.rows_of(H) : std::vector<int64_t>{0},
+        acc_options);
+    Tensor recurrent = exec.empty({B, G * H}, acc_options);
+    Tensor unprojected = exec.empty({projected ? B : 0, H}, options);
+    const Tensor w_hh = in.w_hh.contiguous(), h0 = in.h0.contiguous();
+    const Tensor c0 = in.c0 ? in.c0->to(acc_options).contiguous() : Tensor();
+    const Tensor w_hr = projected ? in.w_hr->contiguous() : Tensor();
+
+    const auto hh = exec.weight(w_hh, /*transpose=*/true, /*groups=*/G);
+    std::optional<typename Executor<T>::Weight> hr;
+    if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/true, 1));
+    forward_sequence<Cell>(
+        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr,
+        ForwardBuffers<T>{
+            h0.data_ptr<T>(), data_or_null<Acc>(c0), bias_h.data_ptr<Acc>(),
+            gates.data_ptr<Acc>(), out.saved.data_ptr<Acc>(),
+            out.output.data_ptr<T>(),
+            Cell::kHasCellState ? out.cells.data_ptr<Acc>() : nullptr,
+            out.h_n.data_ptr<T>(),
+            Cell::kHasCellState ? c_n.data_ptr<Acc>() : nullptr,
+            recurrent.data_ptr<Acc>(), data_or_null<T>(unprojected)});
+    out.saved = out.saved.view(shape.rows_of(S * H));
+    out.c_n = c_n.to(options.dtype());
+    return out;
+  });
+}
+
+template <template <class> class Executor, class Cell>
+LayerGradients layer_backward(const LayerInputs& in,
+                              const OptionalTensor& grad_output,
+                              const OptionalTensor& grad_h_n,
+                              const OptionalTensor& grad_c_n,
+                              const Tensor& output, const Tensor& saved,
+                              const OptionalTensor& cells) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  return dispatch_storage_type<Executor>(in.input, [&]<typename T>() {
+    using Acc = compute_t<T>;
+    const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
+    const int64_t rows = shape.layout.rows(), B = shape.layout.batch();
+    const int64_t H = shape.hidden, P = shape.out_size;
+    const bool projected = in.w_hr.has_value();
+    check_same(output, in.input, "output");
+    check_saved(saved, in.input, "saved");
+    check_shape(output, shape.rows_of(P), "output");
+    check_shape(saved, shape.rows_of(S * H), "saved");
+    if constexpr (Cell::kHasCellState) {
+      TORCH_CHECK(cells.has_value(), "fusedrnn: cells are required");
+      check_saved(*cells, in.input, "cells");
+      check_shape(*cells, shape.rows_of(H), "cells");
+    }
+    if (grad_output.has_value()) {
+      check_same(*grad_output, in.input, "grad_output");
+      check_shape(*grad_output, shape.rows_of(P), "grad_output");
+    }
+    const Executor<T> exec(in.input, shape);
+    const auto options = in.input.options();
+    const auto acc_options = compute_options(in.input);
+    const Tensor dy = grad_output ? grad_output->contiguous() : Tensor();
+    const Tensor w_hh = in.w_hh.contiguous(), h0 = in.h0.contiguous();
+    const Tensor w_hr = projected ? in.w_hr->contiguous() : Tensor();
+    const Tensor saved_c = saved.contiguous(), output_c = output.contiguous();
+    const Tensor c0 = in.c0 ? in.c0->to(acc_options).contiguous() : Tensor();
+    const Tensor cells_c = Cell::kHasCellState ? cells->contiguous() : Tensor();
+    // The state gradients accumulate in the compute type.
+    Tensor dh = state_gradient(grad_h_n, in.h0);
+    Tensor dc =
+        Cell::kHasCellState ? state_gradient(grad_c_n, *in.c0) : Tensor();
+    Tensor dgates_x = exec.empty({rows, G * H}, options);
+    Tensor dgates_h = Cell::kSplitRecurrentGrad
+                          ? exec.empty({rows, G * H}, options)
+                          : dgates_x;
+    Tensor dprojected = exec.empty({projected ? rows : 0, P}, options);
+    Tensor dunprojected = exec.empty({projected ? B : 0, H}, acc_options);
+    Tensor scratch =
+        exec.empty({Executor<T>::kRowScratch ? B : 0, 2 * G * H}, acc_options);
+    Tensor h_prev = exec.empty({rows, P}, options);
+    Tensor unprojected = exec.empty({projected ? rows : 0, H}, options);
+
+    const auto hh = exec.weight(w_hh, /*transpose=*/false, 1);
+    std::optional<typename Executor<T>::Weight> hr;
+    if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/false, 1));
+    backward_sequence<Cell>(
+        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr,
+        BackwardBuffers<T>{
+            h0.data_ptr<T>(), data_or_null<Acc>(c0), output_c.data_ptr<T>(),
+            saved_c.data_ptr<Acc>(), data_or_null<Acc>(cells_c),
+            data_or_null<T>(dy), dh.data_ptr<Acc>(), data_or_null<Acc>(dc),
+            dgates_x.data_ptr<T>(), dgates_h.data_ptr<T>(),
+            data_or_null<T>(dprojected), data_or_null<Acc>(dunprojected),
+            data_or_null<Acc>(scratch)});
+    gather_previous_outputs(exec, shape.layout, P, output_c.data_ptr<T>(),
+                            h0.data_ptr<T>(), h_prev.data_ptr<T>());
+    if constexpr (Cell::kHasCellState) {
+      if (projected) {
+        exec.template recompute_hidden<Cell>(rows, H, saved_c.data_ptr<Acc>(),
+                                             cells_c.data_ptr<Acc>(),
+                                             unprojected.data_ptr<T>());
+      }
+    }
+
+    // Everything that does not depend on the step order, as large
+    // multiplies. The bias gradients are sums over rows: deterministic.
+    const Tensor x = in.input.contiguous().view({rows, shape.input_size});
+    LayerGradients grads;
+    grads.input = exec.product(dgates_x, in.w_ih).view(in.input.sizes());
+    grads.h0 = dh.to(options.dtype());
+    grads.c0 = Cell::kHasCellState ? dc.to(options.dtype())
+                                   : at::empty({0}, options);
+    grads.w_ih = exec.product(dgates_x.t(), x);
+    grads.w_hh = exec.product(dgates_h.t(), h_prev);
+    grads.b_ih = dgates_x.sum(0);
+    grads.b_hh = Cell::kSplitRecurrentGrad ? dgates_h.sum(0)
+                                           : at::empty({0}, options);
+    grads.w_hr = projected ? exec.product(dprojected.t(), unprojected)
+                           : at::empty({0}, options);
+    return grads;
+  });
+}
+
+}  // namespace fusedrnn

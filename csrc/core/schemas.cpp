@@ -1,0 +1,55 @@
+// The schemas of every fusedrnn op, in one place, one pair per cell of
+// cell_list.h. Back ends register their kernels for these names
+// (layer_ops.h); Python registers the fake kernels and autograd
+// (fusedrnn/_ops.py).
+//
+// Every cell's ops take the same arguments, so one schema serves all:
+//   input: dense time-major (T, B, I), or packed (rows, I) with
+//          batch_sizes (T,) int64 on the CPU, non-increasing;
+//   h0 (B, P); c0 (B, H), given exactly for cells with a cell state (LSTM);
+//   w_ih (G*H, I), w_hh (G*H, P), biases (G*H), both or neither;
+//   w_hr (P, H) projects h when given (P = H without it; LSTM only).
+// The forward returns the outputs (T, B, P) or (rows, P), each sequence's
+// final h and c, and what the backward needs: the cell's saved values
+// (.., S*H) and cell states (.., H) of every step. c_n and cells are empty
+// (size 0) for cells without a cell state, which take no cells backward.
+//
+// The backward is exact backpropagation through time; missing gradients
+// count as zeros. grad_b_hh is empty for cells whose two biases get the
+// same gradient (grad_b_ih); grad_c0 and grad_w_hr are empty where the
+// cell has no c0 or no projection was given.
+#include <torch/library.h>
+
+#include <string>
+
+#include "cell_list.h"
+
+namespace {
+
+std::string forward_schema(const std::string& name) {
+  return name +
+         "_layer_forward(Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, "
+         "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, "
+         "Tensor? batch_sizes, bool reverse) -> (Tensor output, Tensor h_n, "
+         "Tensor c_n, Tensor saved, Tensor cells)";
+}
+
+std::string backward_schema(const std::string& name) {
+  return name +
+         "_layer_backward(Tensor? grad_output, Tensor? grad_h_n, "
+         "Tensor? grad_c_n, Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, "
+         "Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, Tensor output, "
+         "Tensor saved, Tensor? cells, bool reverse) -> (Tensor grad_input, "
+         "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, "
+         "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)";
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fusedrnn, m) {
+#define FUSEDRNN_DEFINE_OPS(name, Cell, ...) \
+  m.def(forward_schema(#name).c_str());       \
+  m.def(backward_schema(#name).c_str());
+  FUSEDRNN_FOR_EACH_CELL(FUSEDRNN_DEFINE_OPS)
+#undef FUSEDRNN_DEFINE_OPS
+}

@@ -1,0 +1,159 @@
+// The CPU executor of the layer function (core/recurrent_layer.h): how the
+// CPU multiplies, runs one step, and allocates.
+//
+// A forward step is one parallel region: each thread takes whole slices of
+// hidden units, multiplies the recurrent columns of every gate of its units
+// (matmul.h: the weight is packed once per call for the tile kernels) and
+// applies the cell's math to them while they are in its cache. Threads meet
+// only at the end of the step (and around the projection, which needs every
+// unit). The layer's buffers come from a pool that recycles them across
+// calls (buffer_pool.h). It serves float32, float64, and bfloat16 on a CPU
+// with AVX512_BF16.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "../core/layer_args.h"
+#include "../core/step.h"
+#include "buffer_pool.h"
+#include "cell_loops.h"
+#include "matmul.h"
+#include "whole_multiply.h"
+
+namespace fusedrnn::cpu {
+
+// Throws unless the CPU kernels can run a tensor of this dtype here: a CPU
+// tensor, and for bfloat16 a CPU with AVX512_BF16.
+void check_cpu_input(const at::Tensor& input);
+
+template <typename T>
+class FusedStepExecutor {
+ public:
+  using Acc = compute_t<T>;
+  using Weight = RightOperand<T>;
+  static constexpr bool kServes = std::is_same_v<T, float> ||
+                                  std::is_same_v<T, double> ||
+                                  std::is_same_v<T, c10::BFloat16>;
+  static constexpr const char* kDeviceName = "CPU";
+  // bfloat16 gate gradients are computed in float before they are stored.
+  static constexpr bool kRowScratch = !std::is_same_v<T, Acc>;
+
+  static void check_input(const at::Tensor& input) { check_cpu_input(input); }
+
+  FusedStepExecutor(const at::Tensor& /*input*/, const LayerShape& shape)
+      : total_rows_(shape.layout.rows()) {}
+
+  at::Tensor empty(at::IntArrayRef sizes,
+                   const at::TensorOptions& options) const {
+    return pooled_empty(sizes, options);
+  }
+
+  at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih,
+                              const OptionalTensor& b_ih) const {
+    return whole_multiply(x, w_ih.t(), b_ih);
+  }
+
+  at::Tensor product(const at::Tensor& a, const at::Tensor& b) const {
+    return pooled_to(whole_multiply(a, b), a.scalar_type());
+  }
+
+  // Packs op(W) when the step multiplies will take enough rows in all.
+  Weight weight(const at::Tensor& w, bool transpose, int64_t groups) const {
+    return Weight(w.data_ptr<T>(), w.size(0), w.size(1), transpose,
+                  total_rows_, groups);
+  }
+
+  template <class Cell>
+  void forward_step(const ForwardStep<T>& step, const Weight& w_hh) const {
+    const StepRows<T>& rows = step.rows;
+    const int64_t H = step.hidden, P = step.out_size;
+    at::parallel_for(
+        0, w_hh.unit_slices(), slices_per_task(rows.live, P, Cell::kGates),
+        [&](int64_t s0, int64_t s1) {
+          const int64_t width = Cell::kGates * H;
+          multiply_units(rows.continuing, rows.h_previous_step, P, w_hh, s0,
+                         s1, step.recurrent, width);
+          multiply_units(rows.live - rows.continuing,
+                         rows.h0 + rows.continuing * P, P, w_hh, s0, s1,
+                         step.recurrent + rows.continuing * width, width);
+          forward_units<Cell>(rows.live, s0 * kUnitSlice,
+                              std::min(H, s1 * kUnitSlice), H, P, rows,
+                              step.gates, step.saved, step.recurrent,
+                              step.bias_h, step.cells, step.hidden_out);
+        });
+  }
+
+  template <class Cell>
+  void backward_step(const BackwardStep<T>& step) const {
+    const int64_t G = Cell::kGates, H = step.hidden, P = step.out_size;
+    // The cell writes its gate gradients in the compute type: to dgates
+    // themselves when that is T, else to the scratch rows first.
+    Acc* row_x = nullptr;
+    Acc* row_h = nullptr;
+    if constexpr (kRowScratch) {
+      row_x = step.scratch;
+      row_h = step.scratch + step.rows.live * G * H;
+    } else {
+      row_x = step.dgates_x;
+      row_h = step.dgates_h;
+    }
+    at::parallel_for(
+        0, step.rows.live, rows_per_task(G * H), [&](int64_t b0, int64_t b1) {
+          if (step.dy != nullptr) {
+            backward_rows<Cell, true>(b0, b1, H, P, step.rows, step.saved,
+                                      step.cells, step.dy, step.dh, step.dc,
+                                      row_x, row_h, step.dgates_x,
+                                      step.dgates_h);
+          } else {
+            backward_rows<Cell, false>(b0, b1, H, P, step.rows, step.saved,
+                                       step.cells, step.dy, step.dh, step.dc,
+                                       row_x, row_h, step.dgates_x,
+                                       step.dgates_h);
+          }
+        });
+  }
+
+  void multiply(int64_t m, const T* a, int64_t lda, const Weight& w, Acc beta,
+                Acc* c, int64_t ldc) const {
+    cpu::multiply(m, a, lda, w, beta, c, ldc);
+  }
+
+  // c = a op(W) in the storage type; through `scratch` ((m, N) in the
+  // compute type) when that is not T.
+  void project(int64_t m, const T* a, int64_t lda, const Weight& w, T* c,
+               int64_t ldc, Acc* scratch) const {
+    if constexpr (std::is_same_v<T, Acc>) {
+      cpu::multiply(m, a, lda, w, Acc(0), c, ldc);
+    } else {
+      cpu::multiply(m, a, lda, w, Acc(0), scratch, ldc);
+      std::copy(scratch, scratch + m * ldc, c);
+    }
+  }
+
+  void add_output_gradient(int64_t n, const Acc* dh, const T* dy,
+                           T* out) const {
+    for (int64_t i = 0; i < n; ++i) {
+      out[i] = T(dy == nullptr ? dh[i] : dh[i] + Acc(dy[i]));
+    }
+  }
+
+  template <typename U>
+  void copy(U* dst, const U* src, int64_t n) const {
+    std::copy(src, src + n, dst);
+  }
+
+  template <class Cell>
+  void recompute_hidden(int64_t rows, int64_t H, const Acc* saved,
+                        const Acc* cells, T* out) const {
+    recompute_unprojected<Cell, T>(rows, H, saved, cells, out);
+  }
+
+ private:
+  int64_t total_rows_;
+};
+
+}  // namespace fusedrnn::cpu
