@@ -11,6 +11,8 @@ from ._C import build_info
 from .cells import GRUCell, LSTMCell, RNNCell
 from .convert import convert, revert
 from .modules import GRU, LSTM, RNN
+# Importing it allowlists the classes above for torch.load(weights_only=True).
+from . import serialization  # noqa: F401
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "build_info", "convert",
            "reference", "revert"]
