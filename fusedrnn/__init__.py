@@ -11,9 +11,10 @@ from ._C import build_info
 from .cells import GRUCell, LSTMCell, RNNCell
 from .convert import convert, revert
 from .modules import GRU, LSTM, RNN
+from .onnx_export import onnx_translations
 # Importing it allowlists the classes above for torch.load(weights_only=True).
 from . import serialization  # noqa: F401
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "build_info", "convert",
-           "reference", "revert"]
+           "onnx_translations", "reference", "revert"]
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from torch import nn
 
 from . import _ops
 from .cell_table import CELLS
+from .onnx_export import exporting_to_onnx, nn_forward
 
 
 # torch's names of the dtypes in its "must have the same dtype" message.
@@ -40,6 +41,9 @@ def _step(cell, input, hx, name, kind):
     """One step of the nn cell module `cell`, whose row in the cell table is
     `kind`: batching, default state, checks, then the kernel (or the
     reference where no kernel covers the input)."""
+    if exporting_to_onnx():
+        # ONNX knows torch.nn's cell ops, not fusedrnn's (onnx_export.py).
+        return nn_forward(cell, input, hx)
     state_count = 2 if kind.cell_state else 1
     if input.dim() not in (1, 2):
         raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")

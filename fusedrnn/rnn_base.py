@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _ops
 from .cell_table import cell_of_mode
+from .onnx_export import exporting_to_onnx, nn_forward
 from .stack import run_stack
 
 
@@ -48,6 +49,9 @@ class FusedRNNBase(nn.RNNBase):
 
     # ---- forward ----
     def forward(self, input, hx=None):
+        if exporting_to_onnx():
+            # ONNX knows torch.nn's recurrent ops, not fusedrnn's (onnx_export.py).
+            return nn_forward(self, input, hx)
         if isinstance(input, PackedSequence):
             data, batch_sizes, sorted_indices, unsorted_indices = input
             states = self._initial_states(data, int(batch_sizes[0]), hx, batched=True)

@@ -3,7 +3,7 @@
 torch.load defaults to weights_only=True (torch >= 2.6), whose unpickler
 rebuilds only tensors, plain Python data and the classes on its allowlist.
 fusedrnn's layers and cells hold nothing else (their layer functions are
-looked up by mode, see layer_functions.py), so allowlisting the classes
+looked up by mode in cell_table.py), so allowlisting the classes
 themselves is enough: a fusedrnn module is rebuilt from its attributes
 without running any code of ours beyond its class's own construction.
 
