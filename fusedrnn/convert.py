@@ -30,7 +30,8 @@ def convert(model):
 
 def revert(model):
     """The inverse of `convert`: fusedrnn layers back to torch.nn ones, e.g.
-    for tools that only know torch.nn (ONNX export, TorchScript)."""
+    for tools that only know torch.nn (TorchScript). (torch.onnx.export
+    needs no revert: see onnx_export.py.)"""
     return _swap(model, _NN_TWIN)
 
 
