@@ -37,7 +37,7 @@ using BackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
     const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
     const Tensor&, const OptTensor&, const Tensor&, const Tensor&,
     const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
-    const Tensor&, bool);
+    const OptTensor&, bool);
 
 constexpr int64_t kT = 5, kB = 3, kI = 4, kH = 6;
 
