@@ -120,6 +120,8 @@ def _register(cell):
 
 for _cell in CELLS.values():
     _register(_cell)
+# Each cell's forward op, looked up once: a decoding loop calls it per token.
+_FORWARD_OPS = {name: getattr(_ops, f"{name}_layer_forward") for name in CELLS}
 
 
 def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
@@ -129,9 +131,8 @@ def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
     h0 = state[0]
     c0 = state[1] if cell.cell_state else None
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
-    forward_op = getattr(_ops, f"{cell.name}_layer_forward")
-    y, h_n, c_n, _, _ = forward_op(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
-                                   reverse)
+    y, h_n, c_n, _, _ = _FORWARD_OPS[cell.name](x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                                                batch_sizes, reverse)
     return y, ((h_n, c_n) if cell.cell_state else (h_n,))
 
 
