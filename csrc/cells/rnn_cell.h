@@ -26,7 +26,8 @@ struct RnnCell {
     if constexpr (kNonlinearity == Nonlinearity::kTanh) {
       h_new = tanh_activation(pre);
     } else {
-      h_new = pre > T(0) ? pre : T(0);
+      // NaN fails the test and passes through, as in torch.relu.
+      h_new = pre < T(0) ? T(0) : pre;
     }
     saved[0] = h_new;
   }
@@ -41,7 +42,9 @@ struct RnnCell {
     if constexpr (kNonlinearity == Nonlinearity::kTanh) {
       dpre_x[0] = dh * (T(1) - h * h);
     } else {
-      dpre_x[0] = h > T(0) ? dh : T(0);
+      // torch's threshold_backward: zero where h <= 0, so a NaN h passes
+      // the gradient on.
+      dpre_x[0] = h <= T(0) ? T(0) : dh;
     }
   }
 };
