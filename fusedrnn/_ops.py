@@ -5,7 +5,9 @@ csrc/cuda/), one pair of ops per cell of the cell table (cell_table.py).
 Here each op gets
 - a fake kernel, which gives output shapes without computing, so that
   torch.compile and torch.export can trace through the op;
-- its autograd formula, which calls the matching backward op;
+- its autograd formula, which calls the matching backward op, or, for a
+  backward that must itself be differentiable (create_graph=True),
+  differentiates fusedrnn.reference instead;
 - its autocast rule.
 """
 from typing import NamedTuple
@@ -27,14 +29,61 @@ def _saved_dtype(input):
     return input.dtype
 
 
-def _no_double_backward(ctx, *grads):
-    raise RuntimeError(
-        "fusedrnn: double backward through the recurrent kernels is not supported; "
-        "use fusedrnn.reference for higher-order gradients")
+def _not_differentiable(op_name):
+    """The autograd formula of a backward op: an error. The forward ops'
+    autograd never differentiates a backward op (with create_graph=True it
+    differentiates the reference instead, _differentiable_backward), so only
+    a direct call of a backward op on tensors that require grad gets here."""
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"fusedrnn: {op_name} is not differentiable; differentiate the forward op or "
+            "the module instead (their backward supports create_graph=True, so double "
+            "backward works there)")
+
+    return backward
 
 
-def _no_double_backward_setup(ctx, inputs, output):
+def _no_setup(ctx, inputs, output):
     pass
+
+
+def _differentiable_backward(cell, ctx, grads):
+    """The forward op's gradients as a graph autograd can differentiate again:
+    the backward of a backward run with create_graph=True (gradient
+    penalties, MAML, Hessian-vector products).
+
+    The kernel backward is one opaque op, so instead the layer is run again
+    in fusedrnn.reference on the saved inputs and differentiated with
+    create_graph=True: the gradients it returns are functions of the inputs,
+    the weights and the incoming gradients, built from ordinary torch ops.
+    `grads` are the gradients of (y, h_n, c_n); None where nothing depends
+    on that output."""
+    input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors[:9]
+    inputs = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    needed = ctx.needs_input_grad[:len(inputs)]
+    # Saved inputs come back as the very tensors the forward received, with
+    # their place in the graph, so the graph built here reaches the user's
+    # leaves. Each one that needs a gradient is used through a fresh alias:
+    # autograd.grad then returns only the gradient through this layer, even
+    # where two inputs share history (an input computed from the weights),
+    # whose other paths the outer graph already covers.
+    aliases = tuple(t.view_as(t) if need else t for t, need in zip(inputs, needed))
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = aliases
+    state = (h0, c0) if cell.cell_state else (h0,)
+    # The op computed in exactly these dtypes (autocast casts before the
+    # autograd node), so the reference runs with autocast off.
+    with torch.enable_grad(), torch.autocast(input.device.type, enabled=False):
+        y, final = cell.reference_layer(x, state, (w_ih, w_hh, b_ih, b_hh, w_hr), ctx.reverse,
+                                        batch_sizes)
+    # Outputs whose gradient is None contribute nothing: left out.
+    pairs = [(out, grad) for out, grad in zip((y, *final), grads) if grad is not None]
+    wanted = [alias for alias, need in zip(aliases, needed) if need]
+    if not pairs or not wanted:
+        return (None,) * len(inputs)
+    found = iter(torch.autograd.grad([out for out, _ in pairs], wanted,
+                                     [grad for _, grad in pairs], create_graph=True,
+                                     allow_unused=True))
+    return tuple(next(found) if need else None for need in needed)
 
 
 def _register(cell):
@@ -71,12 +120,14 @@ def _register(cell):
                 like(w_hr))
 
     def setup_context(ctx, inputs, output):
-        input, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse = inputs
+        input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse = inputs
         y, _, c_n, saved, cells = output
         # Saved: the outputs (which are the next steps' previous hidden
         # states), the cell's saved values and the cell states of every
         # step; where the saved values are the outputs, only those.
-        ctx.save_for_backward(input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y,
+        # The biases only for a differentiable backward, which re-runs the
+        # layer (the kernel's backward does not read them).
+        ctx.save_for_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y,
                               None if cell.saved_is_output else saved,
                               cells if cell.cell_state else None)
         ctx.reverse = reverse
@@ -90,7 +141,12 @@ def _register(cell):
         ctx.set_materialize_grads(False)
 
     def backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_saved, _grad_cells):
-        input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, saved, cells = ctx.saved_tensors
+        # Grad mode is on inside a backward only under create_graph=True.
+        if torch.is_grad_enabled():
+            return (*_differentiable_backward(cell, ctx, (grad_y, grad_h_n, grad_c_n)),
+                    None, None)
+        input, h0, c0, w_ih, w_hh, _, _, w_hr, batch_sizes, y, saved, cells = \
+            ctx.saved_tensors
         if cell.saved_is_output:
             saved = y.to(_saved_dtype(input))
         (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
@@ -106,8 +162,8 @@ def _register(cell):
                 None, None)
 
     torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
-    torch.library.register_autograd(backward_name, _no_double_backward,
-                                    setup_context=_no_double_backward_setup)
+    torch.library.register_autograd(backward_name, _not_differentiable(backward_name),
+                                    setup_context=_no_setup)
     # Under CPU or CUDA autocast the ops compute in float32 (with autocast
     # off inside, so their own multiplies stay float32). The modules use this
     # rule on CUDA, casting the results to the autocast dtype as torch.nn

@@ -1,4 +1,4 @@
-"""torch.autograd.gradcheck in float64 on the op and on the module."""
+"""torch.autograd.gradcheck and gradgradcheck in float64 on the op and on the module."""
 import pytest
 import torch
 
@@ -59,10 +59,17 @@ def test_module_gradcheck(batch_first, bidirectional, proj_size):
     assert torch.autograd.gradcheck(run, (x, h0, c0, *params))
 
 
-def test_double_backward_is_a_clear_error():
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_op_gradgradcheck(variant):
+    """Double backward of the op itself (a backward with create_graph=True
+    differentiates fusedrnn.reference; test_double_backward.py has the
+    modules and cells), in reverse: the forward direction runs in the
+    module tests."""
     torch.manual_seed(0)
-    *tensors, batch_sizes = lstm_layer_args()
-    y = torch.ops.fusedrnn.lstm_layer_forward(*tensors, batch_sizes, False)[0]
-    (grad_x,) = torch.autograd.grad(y.sum(), tensors[0], create_graph=True)
-    with pytest.raises(RuntimeError, match="double backward"):
-        grad_x.sum().backward()
+    *tensors, batch_sizes = lstm_layer_args(**variant)
+
+    def layer(*tensors):
+        y, h_n, c_n, _, _ = torch.ops.fusedrnn.lstm_layer_forward(*tensors, batch_sizes, True)
+        return y, h_n, c_n
+
+    assert torch.autograd.gradgradcheck(layer, tuple(tensors))
