@@ -31,7 +31,9 @@ def convert(model):
 def revert(model):
     """The inverse of `convert`: fusedrnn layers back to torch.nn ones, e.g.
     for tools that only know torch.nn (TorchScript). (torch.onnx.export
-    needs no revert: see onnx_export.py.)"""
+    needs no revert: see onnx_export.py.) A layer with residual=True has no
+    torch.nn twin and raises a ValueError rather than silently losing its
+    residual connections."""
     return _swap(model, _NN_TWIN)
 
 
@@ -50,6 +52,9 @@ def _twin(module, twin_class):
     """A `twin_class` layer with `module`'s configuration and Parameters."""
     if isinstance(module, nn.RNNCellBase):
         return _cell_twin(module, twin_class)
+    if getattr(module, "residual", False):
+        raise ValueError(f"fusedrnn.revert: {type(module).__name__}(residual=True) has no "
+                         "torch.nn equivalent (torch.nn's stacks have no residual connections)")
     kwargs = dict(bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
                   bidirectional=module.bidirectional, device="meta")
     if module.mode == "LSTM":

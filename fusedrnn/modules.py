@@ -1,7 +1,9 @@
 """fusedrnn.LSTM, GRU and RNN: drop-in replacements for their torch.nn twins.
 
 Same constructors, parameters, inputs, outputs and errors; the shared
-machinery is in rnn_base.py.
+machinery is in rnn_base.py. One keyword argument more than torch.nn:
+`residual` (default False), residual connections between stacked layers
+(FusedRNNBase's docstring).
 """
 from .rnn_base import FusedRNNBase
 
@@ -9,12 +11,14 @@ _NO_PROJECTION = "proj_size argument is only supported for LSTM, not RNN or GRU"
 
 
 class LSTM(FusedRNNBase):
-    """Drop-in for torch.nn.LSTM."""
+    """Drop-in for torch.nn.LSTM, plus `residual=True`: every layer but the
+    first adds its input to its output (see FusedRNNBase)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
+                 residual=False):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, proj_size, device, dtype)
+                         dropout, bidirectional, proj_size, device, dtype, residual=residual)
 
     def _state_sizes(self):
         return (self.proj_size or self.hidden_size, self.hidden_size)
@@ -50,7 +54,8 @@ class LSTM(FusedRNNBase):
 
 
 class GRU(FusedRNNBase):
-    """Drop-in for torch.nn.GRU."""
+    """Drop-in for torch.nn.GRU, plus `residual=True`: every layer but the
+    first adds its input to its output (see FusedRNNBase)."""
 
     def __init__(self, *args, **kwargs):
         # As nn.GRU: the arguments of nn.LSTM without proj_size.
@@ -60,7 +65,9 @@ class GRU(FusedRNNBase):
 
 
 class RNN(FusedRNNBase):
-    """Drop-in for torch.nn.RNN: h' = tanh or relu (W_ih x + b_ih + W_hh h + b_hh)."""
+    """Drop-in for torch.nn.RNN: h' = tanh or relu (W_ih x + b_ih + W_hh h + b_hh).
+    Plus `residual=True`: every layer but the first adds its input to its
+    output (see FusedRNNBase)."""
 
     _input_error = "{}: Expected input to be 2D or 3D, got {}D tensor instead"
 

@@ -64,6 +64,12 @@ def _nn_class(module):
 
 
 def _check_exportable(module, input):
+    if getattr(module, "residual", False):
+        # torch.nn's forward, which the exporters translate, has no residual
+        # connections: exporting it would drop them silently.
+        raise RuntimeError(
+            "fusedrnn: layers with residual=True cannot be exported to ONNX yet: the "
+            "export runs torch.nn's forward, which has no residual connections")
     if getattr(module, "proj_size", 0) > 0:
         # torch's default exporter would drop the projection silently and
         # write a model that fails in onnxruntime; the TorchScript one

@@ -10,6 +10,7 @@ the reference implementation.
 """
 import contextlib
 import functools
+import warnings
 
 import torch
 from torch import nn
@@ -22,13 +23,56 @@ from .stack import run_stack
 
 
 class FusedRNNBase(nn.RNNBase):
-    """Subclasses set the error texts of their nn twin; the cell follows from `mode`."""
+    """Subclasses set the error texts of their nn twin; the cell follows from `mode`.
+
+    Beyond torch.nn's arguments, the keyword argument `residual=True` gives
+    the stack residual connections: every layer after the first adds its
+    input to its output, and that sum is what the next layer receives and,
+    for the last layer, what forward returns. The first layer gets none (its
+    input has input_size features, not the layer's output size). Dropout
+    stays where torch.nn puts it, on every layer's output but the last, and
+    that output is the sum: the add comes first, then the dropout, so the
+    input a layer adds is the one it received, after the previous layer's
+    dropout. Parameters and state_dict are those of torch.nn's twin; the
+    default, residual=False, is torch.nn's stack.
+    """
 
     # True on an instance runs the reference even where a kernel covers the
     # input (the benchmark's reference column).
     _force_reference = False
+    # A class default as well as an instance attribute: checkpoints saved
+    # before `residual` existed load without it and mean residual=False.
+    residual = False
     # Starts torch.nn's "Expected input to be 2D or 3D" error.
     _input_error = "{}: Expected input to be 2D or 3D, got {}D instead"
+
+    def __init__(self, mode, *args, residual=False, **kwargs):
+        super().__init__(mode, *args, **kwargs)
+        self.residual = bool(residual)
+        if self.residual:
+            self._check_residual_sizes()
+
+    def _check_residual_sizes(self):
+        """Layer k > 0 adds its input to its output, so the two must have the
+        same number of features. They always do in torch.nn's layout (both
+        are D * P: the previous layer's output and this one's); checked on
+        the weights anyway, so a mismatch reads as an error, not a
+        broadcasting failure in forward."""
+        if self.num_layers == 1:
+            warnings.warn("residual=True adds each layer's input to its output from the "
+                          "second layer on, so with num_layers=1 it changes nothing")
+        directions = 2 if self.bidirectional else 1
+        for layer in range(1, self.num_layers):
+            input_size = getattr(self, f"weight_ih_l{layer}").shape[1]
+            output_size = directions * getattr(self, f"weight_hh_l{layer}").shape[1]
+            if input_size != output_size:
+                raise ValueError(
+                    f"residual=True: layer {layer} takes {input_size} input features but "
+                    f"returns {output_size} ({directions} direction(s) of "
+                    f"{output_size // directions}); a residual connection needs them equal")
+
+    def extra_repr(self):
+        return super().extra_repr() + (", residual=True" if self.residual else "")
 
     # ---- states: a tuple, h first; LSTM overrides these for (h, c) ----
     def _state_sizes(self):
@@ -133,7 +177,8 @@ class FusedRNNBase(nn.RNNBase):
             output, final = run_stack(
                 x, states, weights, layer,
                 num_layers=self.num_layers, bidirectional=self.bidirectional,
-                dropout=self.dropout, training=self.training, batch_sizes=batch_sizes)
+                dropout=self.dropout, training=self.training, batch_sizes=batch_sizes,
+                residual=self.residual)
         # final is (h_n,) or (h_n, c_n).
         result = (plan.output, plan.cell_state)
         return output.to(plan.output), tuple(s.to(d) for s, d in zip(final, result))

@@ -2,7 +2,7 @@
 
 The per-layer work is delegated to `layer_fn` (the reference LSTM, a fused
 kernel, or a GRU/RNN layer), so this module only handles layer/direction
-bookkeeping, inter-layer dropout and state stacking.
+bookkeeping, inter-layer dropout, residual connections and state stacking.
 """
 
 import torch
@@ -10,13 +10,15 @@ import torch.nn.functional as F
 
 
 def run_stack(x, hx, layer_weights, layer_fn, *, num_layers, bidirectional, dropout, training,
-              batch_sizes=None):
+              batch_sizes=None, residual=False):
     """Run a stack of recurrent layers.
 
     x: (T, B, I) time-major dense, or packed data (N, I) with batch_sizes.
     hx: tuple of state tensors each shaped (num_layers * D, B, S_k) (LSTM: (h0, c0); GRU/RNN: (h0,)).
     layer_weights: list of weight tuples, index layer * D + direction (the tuple is passed to layer_fn unchanged).
     layer_fn(x, state_tuple, weights, reverse, batch_sizes) -> (y, final_state_tuple).
+    residual: every layer but the first adds its input to its output (see
+    FusedRNNBase for where that sits relative to dropout).
     Returns (y, final_hx): y (T, B, D*P) or (N, D*P); final_hx tuple like hx, stacked in layer*D+direction order.
     """
     num_directions = 2 if bidirectional else 1
@@ -38,7 +40,12 @@ def run_stack(x, hx, layer_weights, layer_fn, *, num_layers, bidirectional, drop
             finals.append(final)
 
         # Feature dim is last for both dense (T, B, P) and packed (N, P) outputs.
-        layer_input = torch.cat(outputs, dim=-1)
+        output = torch.cat(outputs, dim=-1)
+        if residual and layer > 0:
+            # The sum is this layer's output: the next layer's dropout (at the
+            # top of the loop) acts on it, as torch.nn's acts on a layer's output.
+            output = output + layer_input
+        layer_input = output
 
     # Regroup per state kind: finals is [(h, c), (h, c), ...] -> (stack of h, stack of c).
     final_hx = tuple(torch.stack(kind) for kind in zip(*finals))
