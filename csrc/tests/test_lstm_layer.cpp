@@ -334,6 +334,50 @@ void check_packed_layout() {
   });
 }
 
+// Layouts whose row counts and buffer offsets pass 2^31 (and 2^32) without
+// allocating a single row: every count and offset is int64, and so is the
+// element offset of a step's gates, row * G * H, which the layer function
+// computes. Checked against 128-bit arithmetic.
+void check_layout_beyond_int32() {
+  run_check("step layout beyond 2^31 rows", [&](bool& ok) {
+    std::string detail;
+    auto expect = [&](const char* what, int64_t actual, __int128 expected) {
+      if (static_cast<__int128>(actual) != expected) {
+        detail += std::string(what) + " differs; ";
+      }
+    };
+    constexpr int64_t kGates = 4, kHidden = 4096;
+    const int64_t steps = int64_t(1) << 20, batch = int64_t(1) << 12;
+    for (const bool reverse : {false, true}) {
+      const fusedrnn::SequenceLayout dense(steps, batch, reverse);
+      expect("dense rows", dense.rows(), static_cast<__int128>(steps) * batch);
+      const int64_t last = steps - 1;
+      expect("dense offset", dense.offset(last),
+             static_cast<__int128>(last) * batch);
+      expect("dense gate offset", dense.offset(last) * kGates * kHidden,
+             static_cast<__int128>(last) * batch * kGates * kHidden);
+      expect("dense continuing", dense.continuing(steps - 1), batch);
+    }
+    // Packed: two steps of 2^31 + 7 sequences, then 5 of them.
+    const int64_t wide = (int64_t(1) << 31) + 7;
+    const Tensor batch_sizes = at::tensor(std::vector<int64_t>{wide, wide, 5});
+    for (const bool reverse : {false, true}) {
+      const fusedrnn::SequenceLayout packed(batch_sizes, reverse);
+      expect("packed rows", packed.rows(), static_cast<__int128>(wide) * 2 + 5);
+      expect("packed offset", packed.offset(2), static_cast<__int128>(wide) * 2);
+      expect("packed gate offset", packed.offset(2) * kGates * kHidden,
+             static_cast<__int128>(wide) * 2 * kGates * kHidden);
+      expect("packed batch", packed.batch(), wide);
+      // Forward: step 1 continues all of step 0's rows, step 2 five;
+      // reverse (steps 2, 1, 0): step 1 continues the five of step 2.
+      expect("packed continuing", packed.continuing(1), reverse ? 5 : wide);
+      expect("packed live_after", packed.live_after(1), reverse ? wide : 5);
+    }
+    ok = detail.empty();
+    return detail;
+  });
+}
+
 }  // namespace
 
 int main() {
@@ -362,6 +406,7 @@ int main() {
     check_empty_sequence(*ops);
   }
   check_packed_layout();
+  check_layout_beyond_int32();
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
