@@ -109,13 +109,13 @@ def _register(cell):
 
     @torch.library.register_fake(backward_name)
     def _backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr,
-                       batch_sizes, output, saved, cells, reverse):
+                       batch_sizes, output, saved, cells, reverse, input_grad=True):
         # The kernel returns contiguous gradients whatever the inputs' strides.
         def like(t):
             return t.new_empty(t.shape) if t is not None else input.new_empty(0)
 
         width = w_hh.shape[0]
-        return (like(input), like(h0), like(c0), like(w_ih), like(w_hh),
+        return (like(input if input_grad else None), like(h0), like(c0), like(w_ih), like(w_hh),
                 w_hh.new_empty(width), w_hh.new_empty(width if cell.split_recurrent_grad else 0),
                 like(w_hr))
 
@@ -152,12 +152,15 @@ def _register(cell):
         (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
          grad_w_hr) = backward_op(grad_y, grad_h_n, grad_c_n if cell.cell_state else None,
                                   input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, saved,
-                                  cells, ctx.reverse)
+                                  cells, ctx.reverse, ctx.needs_input_grad[0])
         if not ctx.has_bias:
             grad_b_ih = grad_b_hh = None
         elif not cell.split_recurrent_grad:
             grad_b_hh = grad_b_ih  # the two biases are summed in the forward
-        return (grad_input, grad_h0, grad_c0 if cell.cell_state else None, grad_w_ih,
+        # The input's gradient is skipped where the input needs none (raw
+        # features into the first layer).
+        return (grad_input if ctx.needs_input_grad[0] else None, grad_h0,
+                grad_c0 if cell.cell_state else None, grad_w_ih,
                 grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr if w_hr is not None else None,
                 None, None)
 

@@ -32,11 +32,12 @@ struct LayerOps {
            const Tensor& h0, const OptionalTensor& c0, const Tensor& w_ih,
            const Tensor& w_hh, const OptionalTensor& w_hr,
            const OptionalTensor& batch_sizes, const Tensor& output,
-           const Tensor& saved, const OptionalTensor& cells, bool reverse) {
+           const Tensor& saved, const OptionalTensor& cells, bool reverse,
+           bool input_grad) {
     static const OptionalTensor kNone;
     const LayerGradients g = layer_backward<Executor, Cell>(
         {input, h0, c0, w_ih, w_hh, w_hr, kNone, kNone, batch_sizes, reverse},
-        grad_output, grad_h_n, grad_c_n, output, saved, cells);
+        grad_output, grad_h_n, grad_c_n, output, saved, cells, input_grad);
     return {g.input, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr};
   }
 };

@@ -263,7 +263,7 @@ LayerGradients layer_backward(const LayerInputs& in,
                               const OptionalTensor& grad_h_n,
                               const OptionalTensor& grad_c_n,
                               const Tensor& output, const Tensor& saved,
-                              const OptionalTensor& cells) {
+                              const OptionalTensor& cells, bool input_grad) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   return dispatch_storage_type<Executor>(in.input, [&]<typename T>() {
     using Acc = compute_t<T>;
@@ -334,7 +334,9 @@ LayerGradients layer_backward(const LayerInputs& in,
     // multiplies. The bias gradients are sums over rows: deterministic.
     const Tensor x = in.input.contiguous().view({rows, shape.input_size});
     LayerGradients grads;
-    grads.input = exec.product(dgates_x, in.w_ih).view(in.input.sizes());
+    grads.input = input_grad
+                      ? exec.product(dgates_x, in.w_ih).view(in.input.sizes())
+                      : at::empty({0}, options);
     grads.h0 = dh.to(options.dtype());
     grads.c0 = Cell::kHasCellState ? dc.to(options.dtype())
                                    : at::empty({0}, options);

@@ -37,7 +37,7 @@ using BackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
     const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
     const Tensor&, const OptTensor&, const Tensor&, const Tensor&,
     const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
-    const OptTensor&, bool);
+    const OptTensor&, bool, bool);
 
 constexpr int64_t kT = 5, kB = 3, kI = 4, kH = 6;
 
@@ -235,7 +235,7 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
                 grad_bias, grad_b_hh, grad_w_hr] =
         ops.backward.call(p.grad_output, p.grad_h_n, p.grad_c_n, p.input,
                           p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt,
-                          std::nullopt, output, gates, cells, reverse);
+                          std::nullopt, output, gates, cells, reverse, true);
 
     // Autograd through the reference. Without biases the op still returns
     // grad_bias (the gradient a bias would get), so the reference then uses
@@ -267,11 +267,11 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
     const auto none = ops.backward.call(
         p.grad_output, std::nullopt, std::nullopt, p.input, p.h0, p.c0,
         p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates, cells,
-        reverse);
+        reverse, true);
     const auto zeros = ops.backward.call(
         p.grad_output, at::zeros_like(p.h0), at::zeros_like(p.c0), p.input,
         p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates,
-        cells, reverse);
+        cells, reverse, true);
     Comparisons cmp{tol};
     cmp.add("grad_input", std::get<0>(none), std::get<0>(zeros));
     cmp.add("grad_h0", std::get<1>(none), std::get<1>(zeros));
