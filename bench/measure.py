@@ -126,14 +126,15 @@ def probe(step, leaves, device, namespace=None):
     return result
 
 
-def machine_peak(device, dtype, min_run_time):
-    """The GFLOP/s of a large matmul: the limit a recurrent cell could reach.
+def machine_peak(device, dtype, min_run_time, n=None):
+    """The GFLOP/s of a large (n x n) matmul: the limit a recurrent cell could reach.
 
     CPU float32 calls oneDNN's matmul directly (torch.mm goes to another
     BLAS, which is slower here); other dtypes and GPUs use torch.mm (cuBLAS
-    on GPU).
+    on GPU). `n` defaults to a size that reaches the peak; the tests pass a
+    small one to save time.
     """
-    n = 2048 if device == "cpu" else 8192
+    n = n or (2048 if device == "cpu" else 8192)
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     if device == "cpu" and dtype == torch.float32:
@@ -150,3 +151,26 @@ def machine_peak(device, dtype, min_run_time):
     step()
     seconds = time_step(step, min_run_time)["median_s"]
     return {"gflops": 2 * n ** 3 / seconds / 1e9, "how": how}
+
+
+def read_bandwidth(nbytes, min_run_time, bytes_per_call=64 * 2**20):
+    """GB/s at which the CPU reads a float32 buffer of `nbytes`, summed over
+    and over: the streaming rate of the cache level a buffer that size
+    lives in (512 KiB: L2, 16 MiB: L3 on the machines we run on).
+
+    One call sums an expanded view that repeats the buffer (stride 0, no
+    copy) to read about `bytes_per_call`: a single sum of 512 KiB takes a
+    few microseconds, of which Python's call overhead would be a large part.
+    A sum is the cheapest complete read torch has (faster than a
+    matrix-vector product over the same bytes), so the limits built on it
+    bound from above what a recurrent step can reach, as limits should.
+    """
+    buffer = torch.ones(max(1, nbytes // 4))
+    repeats = max(1, bytes_per_call // buffer.nbytes)
+    view = buffer.expand(repeats, -1)
+
+    def step():
+        view.sum()
+    step()
+    seconds = time_step(step, min_run_time)["median_s"]
+    return repeats * buffer.nbytes / seconds / 1e9
