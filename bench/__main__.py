@@ -12,6 +12,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:
         return _compare(argv[1:])
+    if argv[:1] == ["latency"]:
+        return _latency(argv[1:])
     return _run(argv)
 
 
@@ -26,6 +28,41 @@ def _compare(argv):
     # Imported here: comparing needs neither torch nor fusedrnn.
     from .compare import compare
     compare(args.old, args.new, args.threshold)
+    return 0
+
+
+def _latency(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench latency",
+        description="Small-batch latency: one-step cells, batch-1 streams and a greedy "
+                    "decoding loop, fusedrnn against torch.nn, ONNX Runtime and torch's "
+                    "int8 LSTM, with each case's limit on this machine.")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2],
+                        help="torch thread counts to run at (default 1 2)")
+    parser.add_argument("--min-run-time", type=float, default=0.5,
+                        help="seconds of timing per case and implementation (default 0.5)")
+    parser.add_argument("--skip", nargs="+", default=[], choices=["onnxruntime", "torch-int8"],
+                        help="peers not to time")
+    parser.add_argument("--tiny", action="store_true",
+                        help="every case at toy sizes, in seconds: checks the machinery "
+                             "(the tests); its timings mean nothing")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"folder for the JSON file (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    if min(args.threads) < 1:
+        parser.error("--threads: counts must be at least 1")
+    # Imported here, after parsing, so that --help and usage errors come fast.
+    from .latency import run_latency
+    from .latency_report import print_latency
+    from .report import write_json
+
+    document = run_latency("tiny" if args.tiny else "full", args.threads, args.min_run_time,
+                           args.skip, argv)
+    date = datetime.fromisoformat(document["date"])
+    path = args.out / f"latency-{date:%Y%m%d-%H%M%S}.json"
+    write_json(document, path)
+    print_latency(document)
+    print(f"\nresults: {path}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The recurrent cells under benchmark: one entry of CELLS per cell.
 
-An entry names the torch.nn module and its row of fusedrnn's cell table
-(whose gate count sets the FLOP count); fusedrnn.convert gives the fused twin. The rest of the suite
-reads this table only.
+An entry names the torch.nn module, its one-step twin (nn.LSTMCell...) and
+its row of fusedrnn's cell table (whose gate count sets the FLOP count);
+fusedrnn.convert gives the fused twin of either. The rest of the suite reads
+this table only.
 """
 import copy
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from fusedrnn.cell_table import CELLS as CELL_TABLE
 class Cell:
     name: str
     torch_cls: type            # e.g. nn.LSTM
+    step_cls: type             # its one-step module, e.g. nn.LSTMCell
     gates: int                 # gate blocks per step: 4 LSTM, 3 GRU, 1 RNN
     has_proj: bool             # whether the cell takes proj_size (LSTM only)
     # Sizes of the default grid, None for all: the GRU and RNN run where
@@ -25,10 +27,10 @@ class Cell:
 
 
 CELLS = {
-    "lstm": Cell("lstm", nn.LSTM, CELL_TABLE["lstm"].gates, has_proj=True),
-    "gru": Cell("gru", nn.GRU, CELL_TABLE["gru"].gates, has_proj=False,
+    "lstm": Cell("lstm", nn.LSTM, nn.LSTMCell, CELL_TABLE["lstm"].gates, has_proj=True),
+    "gru": Cell("gru", nn.GRU, nn.GRUCell, CELL_TABLE["gru"].gates, has_proj=False,
                 grid_sizes=("medium", "fastrnns")),
-    "rnn": Cell("rnn", nn.RNN, CELL_TABLE["rnn_tanh"].gates, has_proj=False,
+    "rnn": Cell("rnn", nn.RNN, nn.RNNCell, CELL_TABLE["rnn_tanh"].gates, has_proj=False,
                 grid_sizes=("medium", "fastrnns")),
 }
 

@@ -81,10 +81,7 @@ def print_run(document):
     for case in document["cases"]:
         groups.setdefault((case["cell"], case["device"]), []).append(case)
 
-    load = document["machine"].get("load_average")
-    if load and load[0] > document["machine"]["cores"] / 2:
-        print(f"\nWARNING: the machine was busy when the run started (load average "
-              f"{load[0]:.1f} on {document['machine']['cores']} cores): CPU timings are unreliable")
+    print_load_warning(document)
 
     for (cell, device), cases in groups.items():
         print(f"\n{cell.upper()} on {device} ({_device_name(document, device)})")
@@ -100,6 +97,14 @@ def print_run(document):
     if document.get("train"):
         print("\nEnd to end: Embedding -> recurrent layer -> Linear, many-to-one training")
         print(render(*_train_table(document["train"]), left=1))
+
+
+def print_load_warning(document):
+    """A warning when other jobs loaded the machine as the run started."""
+    load = document["machine"].get("load_average")
+    if load and load[0] > document["machine"]["cores"] / 2:
+        print(f"\nWARNING: the machine was busy when the run started (load average "
+              f"{load[0]:.1f} on {document['machine']['cores']} cores): CPU timings are unreliable")
 
 
 def _case_table(cases, impls):

@@ -1,0 +1,89 @@
+"""The cases of the latency group (`python -m bench latency`): small
+batches, where the time of one call matters more than throughput.
+
+Three kinds of case:
+  step    one step of nn.LSTMCell / GRUCell / RNNCell (x, state -> state)
+  layer   a whole nn.LSTM / GRU call on a batch-1 stream: T=1 (stream1, a
+          token at a time) and T=100 (stream100, a short sequence at once),
+          one layer or two bidirectional layers
+  decode  a greedy decoding loop, Embedding -> LSTMCell -> Linear -> argmax,
+          one token at a time, timed end to end
+
+A Scale holds every size of the group, so that the tests can run the same
+cases at toy sizes in seconds.
+"""
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Scale(NamedTuple):
+    step_batches: tuple  # B of the one-step cases
+    step_hidden: tuple   # H (= I) of the one-step cases
+    stream_hidden: int   # I = H of the layer cases
+    stream_steps: int    # T of the longer stream ("stream100")
+    vocab: int           # decode: vocabulary (Embedding rows, Linear outputs)
+    embed: int           # decode: embedding width = LSTMCell input
+    decode_hidden: int   # decode: LSTMCell hidden size
+    tokens: int          # decode: tokens generated per timed call
+
+
+SCALES = {
+    "full": Scale(step_batches=(1, 32), step_hidden=(256, 1024), stream_hidden=256,
+                  stream_steps=100, vocab=1000, embed=256, decode_hidden=256, tokens=100),
+    # For the smoke test: every case, tiny sizes; its timings mean nothing.
+    "tiny": Scale(step_batches=(1, 2), step_hidden=(8,), stream_hidden=8,
+                  stream_steps=3, vocab=20, embed=8, decode_hidden=8, tokens=3),
+}
+
+
+@dataclass(frozen=True)
+class LatencyCase:
+    kind: str      # "step", "layer" or "decode"
+    cell: str      # "lstm", "gru" or "rnn" (decode: "lstm")
+    T: int         # time steps per call (decode: tokens generated)
+    B: int
+    I: int         # input features (decode: embedding width)
+    H: int
+    mode: str      # "fwd" (no grad) or "fwd+bwd"
+    layers: int = 1
+    bidirectional: bool = False
+    vocab: int = 0  # decode only
+
+    @property
+    def directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def name(self):
+        """What the tables show, e.g. "LSTMCell B=1 H=256", "GRU stream100 2-layer bidir",
+        "LSTMCell decode V=1000 H=256, 100 tokens"."""
+        cell = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[self.cell]
+        if self.kind == "step":
+            return f"{cell}Cell B={self.B} H={self.H}"
+        if self.kind == "layer":
+            shape = f"{self.layers}-layer bidir" if self.bidirectional else "1-layer"
+            return f"{cell} stream{self.T} {shape}"
+        return f"{cell}Cell decode V={self.vocab} H={self.H}, {self.T} tokens"
+
+    def id(self, threads):
+        """Stable key of the case at a thread count, to match runs in `compare`."""
+        return f"latency/{self.name}/{self.mode}/{threads}t"
+
+
+def latency_cases(scale):
+    """Every case of the group at `scale` (a Scale), in run order."""
+    cases = [LatencyCase("step", cell, 1, B, H, H, mode)
+             for cell in ("lstm", "gru", "rnn")
+             for H in scale.step_hidden for B in scale.step_batches
+             for mode in ("fwd", "fwd+bwd")]
+    H = scale.stream_hidden
+    for cell in ("lstm", "gru"):
+        for layers, bidirectional in ((1, False), (2, True)):
+            shape = dict(layers=layers, bidirectional=bidirectional)
+            cases.append(LatencyCase("layer", cell, 1, 1, H, H, "fwd", **shape))
+            # The whole sequence also with grad: the batch-1 training step.
+            cases += [LatencyCase("layer", cell, scale.stream_steps, 1, H, H, mode, **shape)
+                      for mode in ("fwd", "fwd+bwd")]
+    cases.append(LatencyCase("decode", "lstm", scale.tokens, 1, scale.embed,
+                             scale.decode_hidden, "fwd", vocab=scale.vocab))
+    return cases
