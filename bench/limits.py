@@ -9,23 +9,31 @@ larger of two lower bounds:
 Small batches do little arithmetic per weight, so there the read bound is
 usually the larger.
 
-Which cache: the L2 rate when the case's weights, split evenly over the
-threads, fit in one core's L2 (1 MiB per core on Zen 4; read from sysfs
-where Linux tells); otherwise the L3 rate. A weight too large for L2 comes
-from L3 (or memory) at every step, whatever the code does, while one that
-fits can stay in L2 between steps. The weights are every parameter the case
-reads, except that the decoding loop reads one row of its embedding table
-per token, not the table.
+Which cache. Each read of weights comes from a working set: the L2 rate
+applies when that set, split evenly over the threads, fits in one core's
+L2 (1 MiB per core on Zen 4; read from sysfs where Linux tells), the L3
+rate otherwise. A set too large for L2 comes from L3 (or memory) on every
+pass, whatever the code does; one that fits can stay in L2 between passes.
+The working set of a call is all the weights it reads: every parameter,
+except that the decoding loop reads one row of its embedding table per
+token, not the table. One exception: a sequence re-reads each recurrent
+weight matrix W_hh at every step after the first, and each layer and
+direction can run its steps back to back, so those re-reads come from a
+working set of one W_hh.
+
+The rates are measured on buffers that sit in one level only: 512 KiB
+(L2) and 4 MiB (larger than the two cores' L2 together, well inside L3).
+A larger L3 buffer shares the L3 with whatever else runs on the machine
+and reads slower than the weights of most cases do: limits built on it
+were beaten.
 
 The share of the limit a run reaches, limit / time, is what a reader
 compares: what keeps an implementation below 1 is per-call overhead,
 elementwise work, synchronisation between threads, weights read from
-further away than they could be. It can pass 1 where the limit assumes too
-much: torch's int8 peer reads a quarter of the float32 bytes counted here;
-a sequence whose recurrent weights alone fit in L2 re-reads them from
-there although its weights as a whole count as L3; and a machine shared
-with other jobs moves the rates and the times, measured at different
-moments.
+further away than they could be. Above 1 means that the limit assumed too
+much: torch's int8 peer reads a quarter of the float32 bytes counted here,
+and on a shared machine the rates and the times, measured at different
+moments, move with the other jobs.
 """
 from pathlib import Path
 
@@ -37,10 +45,10 @@ from .measure import machine_peak, read_bandwidth
 FLOAT32_BYTES = 4  # the latency group runs float32
 DEFAULT_L2_BYTES = 2**20
 L2_BUFFER_BYTES = 512 * 2**10  # fits one core's L2 with room to spare
-L3_BUFFER_BYTES = 16 * 2**20   # too large for L2, fits the L3 of the machines we run on
-# How many times a fwd+bwd step touches its weights: the forward reads W,
-# the backward reads it again (for the input and state gradients) and writes
-# a gradient of the same size. The same x3 as the FLOP count of the grid.
+L3_BUFFER_BYTES = 4 * 2**20    # see the module's docstring
+# The backward of a step multiplies by every weight again (the input and
+# state gradients) and writes a gradient the size of each weight: three
+# passes over the weights, as the grid counts three times the FLOPs.
 BACKWARD_FACTOR = 3
 
 
@@ -73,21 +81,20 @@ def case_limit(case, machine):
     """The limit of `case` (a LatencyCase) on `machine` (measure_machine's
     record, at the thread count the case runs at)."""
     flop_count = flops(case)
-    footprint, read = weight_bytes(case)
-    per_core = footprint / machine["threads"]
-    level = "l2" if per_core <= machine["l2_bytes_per_core"] else "l3"
     matmul_s = flop_count / (machine["matmul_gflops"] * 1e9)
-    read_s = read / (machine[f"{level}_read_gbps"] * 1e9)
+    read_bytes = {"l2": 0, "l3": 0}
+    for nbytes, working_set in weight_reads(case):
+        fits = working_set / machine["threads"] <= machine["l2_bytes_per_core"]
+        read_bytes["l2" if fits else "l3"] += nbytes
+    read_s = sum(nbytes / (machine[f"{level}_read_gbps"] * 1e9)
+                 for level, nbytes in read_bytes.items())
+    levels = "+".join(level.upper() for level, nbytes in read_bytes.items() if nbytes)
     return {"s": max(matmul_s, read_s),
-            "by": "matmul" if matmul_s >= read_s else f"{level.upper()} read",
+            "by": "matmul" if matmul_s >= read_s else f"{levels} read",
             "matmul_s": matmul_s, "read_s": read_s, "flops": flop_count,
-            "weight_bytes": footprint, "read_bytes": read}
-
-
-def _layer_inputs(case):
-    """The input width of each layer: the case's input, then the previous
-    layer's output (both directions side by side)."""
-    return [case.I] + [case.directions * case.H] * (case.layers - 1)
+            "weight_bytes": _weights(case)[0] * FLOAT32_BYTES,
+            "read_bytes": sum(read_bytes.values()),
+            "l2_read_bytes": read_bytes["l2"], "l3_read_bytes": read_bytes["l3"]}
 
 
 def flops(case):
@@ -103,27 +110,33 @@ def flops(case):
     return forward * (BACKWARD_FACTOR if case.mode == "fwd+bwd" else 1)
 
 
-def weight_bytes(case):
-    """(footprint, read): the bytes of weights `case` touches, and how many
-    bytes of them one call must at least move.
-
-    A sequence reads its input weights and biases once (the input
-    projection of all steps can be one multiply) but its recurrent weights
-    at every step, since each step needs the state of the previous one. The
-    decoding loop reads its cell and Linear weights, and one embedding row,
-    for every token.
-    """
-    gates, H = CELLS[case.cell].gates, case.H
+def weight_reads(case):
+    """The weight bytes one call of `case` must move at least, as
+    (bytes, working set in bytes) pairs; see the module's docstring."""
+    everything, recurrent = (FLOAT32_BYTES * count for count in _weights(case))
     if case.kind == "decode":
-        cell = gates * H * (case.I + H) + 2 * gates * H
-        linear = H * case.vocab + case.vocab
-        footprint = cell + linear + case.I
-        return footprint * FLOAT32_BYTES, case.T * footprint * FLOAT32_BYTES
-    footprint = read = 0
-    for inputs in _layer_inputs(case):
-        once = gates * H * inputs + 2 * gates * H  # W_ih and both biases
-        recurrent = gates * H * H                  # W_hh
-        footprint += case.directions * (once + recurrent)
-        read += case.directions * (once + case.T * recurrent)
-    factor = BACKWARD_FACTOR if case.mode == "fwd+bwd" else 1
-    return footprint * FLOAT32_BYTES, read * FLOAT32_BYTES * factor
+        return [(case.T * everything, everything)]
+    passes = BACKWARD_FACTOR if case.mode == "fwd+bwd" else 1
+    reads = [(passes * everything, everything)]
+    if case.T > 1:
+        # The backward re-reads W_hh at every step too (for the state
+        # gradient); its weight gradient is written once, counted above.
+        per_matrix = recurrent // (case.layers * case.directions)
+        reads.append(((2 if passes > 1 else 1) * (case.T - 1) * recurrent, per_matrix))
+    return reads
+
+
+def _weights(case):
+    """(all weights, recurrent weights) of `case`, in numbers of floats."""
+    gates, H = CELLS[case.cell].gates, case.H
+    cell = [gates * H * (inputs + H) + 2 * gates * H for inputs in _layer_inputs(case)]
+    if case.kind == "decode":
+        # The cell, the Linear to the vocabulary, one embedding row.
+        return sum(cell) + H * case.vocab + case.vocab + case.I, gates * H * H
+    return case.directions * sum(cell), case.directions * case.layers * gates * H * H
+
+
+def _layer_inputs(case):
+    """The input width of each layer: the case's input, then the previous
+    layer's output (both directions side by side)."""
+    return [case.I] + [case.directions * case.H] * (case.layers - 1)

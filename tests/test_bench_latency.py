@@ -56,7 +56,8 @@ def test_json_has_every_case_with_limits_and_ratios(tiny_latency):
         limit = case["limit"]
         assert limit["s"] == max(limit["matmul_s"], limit["read_s"]) > 0
         assert limit["flops"] > 0 and limit["read_bytes"] >= limit["weight_bytes"] > 0
-        assert limit["by"] in ("matmul", "L2 read", "L3 read")
+        assert limit["by"] in ("matmul", "L2 read", "L3 read", "L2+L3 read")
+        assert limit["l2_read_bytes"] + limit["l3_read_bytes"] == limit["read_bytes"]
         assert case["fused_over_torch"] > 0
         for name in ("torch", "fusedrnn"):
             result = case["results"][name]
