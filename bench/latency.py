@@ -7,6 +7,7 @@ For each thread count: measure the machine's rates at that count
 implementations interleaved (measure.time_steps). The thread count torch
 had before is restored at the end.
 """
+import os
 from contextlib import nullcontext
 from datetime import datetime, timezone
 
@@ -47,6 +48,7 @@ def run_latency(scale_name, thread_counts, min_run_time, skip, argv):
     finally:
         torch.set_num_threads(original_threads)
     progress.note("done")
+    load_at_end = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     return {"schema": 1, "group": "latency", "date": started.isoformat(timespec="seconds"),
             "argv": argv, **environment,
@@ -55,7 +57,7 @@ def run_latency(scale_name, thread_counts, min_run_time, skip, argv):
                          "implementations": [name for name in PEERS
                                              if name not in skip and name not in unavailable],
                          "skipped": list(skip), "unavailable": unavailable},
-            "machines": machines, "cases": records}
+            "machines": machines, "load_average_at_end": load_at_end, "cases": records}
 
 
 def _run_case(case, threads, machine, min_run_time, skip):

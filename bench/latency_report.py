@@ -6,8 +6,9 @@ from .report import format_time, print_load_warning, ratio_cell, render
 def print_latency(document):
     machine = document["machine"]
     print(f"\nLatency group on {machine['cpu']} ({machine['cpu_capability']}, "
-          f"{machine['cores']} cores), load average at the start "
-          f"{', '.join(f'{load:.2f}' for load in machine['load_average'] or ())}")
+          f"{machine['cores']} cores); load average (1, 5, 15 min) at the start "
+          f"{_load(machine['load_average'])}, at the end "
+          f"{_load(document.get('load_average_at_end'))}")
     print_load_warning(document)
     for name, why in document["settings"]["unavailable"].items():
         print(f"  not compared: {name}: {why}")
@@ -18,11 +19,22 @@ def print_latency(document):
 
     for threads, rates in document["machines"].items():
         cases = [case for case in document["cases"] if str(case["threads"]) == threads]
-        print(f"\n{threads} thread(s): matmul {rates['matmul_gflops']:.0f} GFLOP/s "
-              f"({rates['matmul_how']}), reads: L2 {rates['l2_read_gbps']:.0f} GB/s, "
-              f"L3 {rates['l3_read_gbps']:.0f} GB/s ({rates['read_how']})")
+        print(f"\n{threads} thread(s), load average {_load(rates.get('load_average'))}: "
+              f"matmul {rates['matmul_gflops']:.0f} GFLOP/s ({rates['matmul_how']}), reads: "
+              f"L2 {rates['l2_read_gbps']:.0f} GB/s, L3 {rates['l3_read_gbps']:.0f} GB/s "
+              f"({rates['read_how']})")
+        load = rates.get("load_average")
+        if load and load[0] + int(threads) > machine["cores"] + 0.5:
+            # torch's threads meet at the end of every parallel region: one
+            # thread descheduled by another job stalls the call for a time slice.
+            print(f"  WARNING: other jobs left fewer than {threads} core(s) free: the times "
+                  "and rates below include waits for a core")
         print(render(*_table(cases, impls), left=2))
         _print_notes(cases)
+
+
+def _load(load):
+    return "unknown" if not load else ", ".join(f"{value:.2f}" for value in load)
 
 
 def _table(cases, impls):

@@ -35,6 +35,7 @@ much: torch's int8 peer reads a quarter of the float32 bytes counted here,
 and on a shared machine the rates and the times, measured at different
 moments, move with the other jobs.
 """
+import os
 from pathlib import Path
 
 import torch
@@ -66,9 +67,11 @@ def l2_bytes_per_core():
 
 
 def measure_machine(min_run_time, matmul_n=None):
-    """The machine's rates at the current torch thread count."""
+    """The machine's rates at the current torch thread count, and the load
+    of the other jobs then: a thread that waits for a core stalls the rest."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     peak = machine_peak("cpu", torch.float32, min_run_time, n=matmul_n)
-    return {"threads": torch.get_num_threads(),
+    return {"threads": torch.get_num_threads(), "load_average": load,
             "matmul_gflops": peak["gflops"], "matmul_how": peak["how"],
             "l2_read_gbps": read_bandwidth(L2_BUFFER_BYTES, min_run_time),
             "l3_read_gbps": read_bandwidth(L3_BUFFER_BYTES, min_run_time),

@@ -38,7 +38,7 @@ def tiny_latency(tmp_path_factory):
 
 def test_prints_a_table_per_thread_count(tiny_latency):
     stdout, _ = tiny_latency
-    for text in (f"{THREADS} thread(s): matmul", "fused/torch", "%limit", "LSTMCell B=1 H=8",
+    for text in (f"{THREADS} thread(s), load average", "fused/torch", "%limit", "LSTMCell B=1 H=8",
                  "GRU stream3 2-layer bidir", "decode"):
         assert text in stdout
 
