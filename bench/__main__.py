@@ -70,7 +70,8 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark fusedrnn against torch.nn. Filters take one or more values.",
-        epilog="`python -m bench compare OLD.json NEW.json` compares two runs.")
+        epilog="`python -m bench compare OLD.json NEW.json` compares two runs; "
+               "`python -m bench latency` times small batches (its own --help).")
     parser.add_argument("--quick", action="store_true",
                         help="reduced grid (small and stream sizes, fp32), under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,

@@ -122,10 +122,12 @@ def weight_reads(case):
     passes = BACKWARD_FACTOR if case.mode == "fwd+bwd" else 1
     reads = [(passes * everything, everything)]
     if case.T > 1:
-        # The backward re-reads W_hh at every step too (for the state
-        # gradient); its weight gradient is written once, counted above.
+        # Steps 2..T of the forward re-read W_hh, and so do those of the
+        # backward (for the state gradient); its weight gradient is written
+        # once, counted above.
+        step_passes = 2 if case.mode == "fwd+bwd" else 1
         per_matrix = recurrent // (case.layers * case.directions)
-        reads.append(((2 if passes > 1 else 1) * (case.T - 1) * recurrent, per_matrix))
+        reads.append((step_passes * (case.T - 1) * recurrent, per_matrix))
     return reads
 
 
