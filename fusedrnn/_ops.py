@@ -183,10 +183,14 @@ for _cell in CELLS.values():
 _FORWARD_OPS = {name: getattr(_ops, f"{name}_layer_forward") for name in CELLS}
 
 
-def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
+def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None,
+                 regularization=None):
     """One layer in one direction on the fused kernel of `cell` (a row of
     cell_table.CELLS), behind the layer interface of fusedrnn.reference:
     returns (y, final_state) with final_state (h_n,) or (h_n, c_n)."""
+    if regularization is not None:
+        # The kernels do not take the masks yet.
+        return cell.reference_layer(x, state, weights, reverse, batch_sizes, regularization)
     h0 = state[0]
     c0 = state[1] if cell.cell_state else None
     w_ih, w_hh, b_ih, b_hh, w_hr = weights

@@ -26,10 +26,11 @@ class Cell(NamedTuple):
     cell_state: bool = False   # carries c (LSTM): takes c0, returns c_n
     split_recurrent_grad: bool = False  # b_hh gets its own gradient
 
-    def reference_layer(self, x, state, weights, reverse=False, batch_sizes=None):
+    def reference_layer(self, x, state, weights, reverse=False, batch_sizes=None,
+                        regularization=None):
         """One layer in one direction in fusedrnn.reference (its layer interface)."""
         return reference.recurrent_layer(self.reference_cell, x, state, weights, reverse,
-                                         batch_sizes)
+                                         batch_sizes, regularization)
 
 
 _ROWS = (

@@ -16,9 +16,12 @@ class LSTM(FusedRNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
-                 residual=False):
+                 residual=False, recurrent_dropout=0.0, zoneout=0.0, cell_zoneout=0.0,
+                 weight_drop=0.0):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, proj_size, device, dtype, residual=residual)
+                         dropout, bidirectional, proj_size, device, dtype, residual=residual,
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                         cell_zoneout=cell_zoneout, weight_drop=weight_drop)
 
     def _state_sizes(self):
         return (self.proj_size or self.hidden_size, self.hidden_size)

@@ -10,17 +10,47 @@ A layer function runs one layer in one direction:
     layer(x, state, weights, reverse=False, batch_sizes=None) -> (y, final_state)
 x: (T, B, I) time-major dense input, or packed data (N, I) when batch_sizes
 is given; state: a tuple of (B, S) tensors, h first ((h, c) for the LSTM);
-weights: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
+weights: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None; and optionally
+regularization: a Regularization (below), what acts inside the recurrence.
+
+A cell runs one step:
+    cell(x_t, state, weights, recurrent_input=None) -> new_state
+where `recurrent_input` is the h that W_hh multiplies (state[0] when None;
+recurrent dropout hands it a masked copy, while the cell's own use of h,
+the GRU's z * h, keeps the unmasked one).
 """
 import functools
+from typing import NamedTuple, Optional
 
 import torch
 
 
-def lstm_cell(x_t, state, weights):
+class Regularization(NamedTuple):
+    """What acts inside one layer's recurrence (one direction), with the
+    masks drawn by fusedrnn.regularization from torch's generator. A mask
+    means training; a probability without a mask means eval.
+
+    recurrent dropout (Gal and Ghahramani 2016): the h entering W_hh is
+        h * recurrent_mask / (1 - recurrent_dropout), one (B, P) mask for
+        every step of the sequence; nothing in eval.
+    zoneout (Krueger et al. 2016) of h, and of the LSTM's c with its own
+        probability: in training a unit keeps its previous value where its
+        mask (rows, P) or (rows, H), one row per row of the input, is True;
+        in eval each unit is the expectation p * previous + (1 - p) * new.
+    The layer's output at each step is the zoned h.
+    """
+    recurrent_mask: Optional[torch.Tensor] = None     # (B, P) bool, True: kept
+    recurrent_dropout: float = 0.0
+    zoneout_mask: Optional[torch.Tensor] = None       # (rows, P) bool, True: keeps h
+    zoneout: float = 0.0
+    cell_zoneout_mask: Optional[torch.Tensor] = None  # (rows, H) bool, True: keeps c
+    cell_zoneout: float = 0.0
+
+
+def lstm_cell(x_t, state, weights, recurrent_input=None):
     """One LSTM step for a batch of rows: returns (h', c')."""
     h, c = state
-    i, f, g, o = _gate_inputs(x_t, h, weights, 4)
+    i, f, g, o = _gate_inputs(x_t, _or(recurrent_input, h), weights, 4)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
     c_next = f * c + i * g
     h_next = o * torch.tanh(c_next)
@@ -31,29 +61,34 @@ def lstm_cell(x_t, state, weights):
     return h_next, c_next
 
 
-def gru_cell(x_t, state, weights):
+def gru_cell(x_t, state, weights, recurrent_input=None):
     """One GRU step: returns (h',). b_hn stays inside r * (W_hn h + b_hn)."""
     (h,) = state
     w_ih, w_hh, b_ih, b_hh, _ = weights
     x_r, x_z, x_n = _affine(x_t, w_ih, b_ih).chunk(3, dim=1)
-    h_r, h_z, h_n = _affine(h, w_hh, b_hh).chunk(3, dim=1)
+    h_r, h_z, h_n = _affine(_or(recurrent_input, h), w_hh, b_hh).chunk(3, dim=1)
     r = torch.sigmoid(x_r + h_r)
     z = torch.sigmoid(x_z + h_z)
     n = torch.tanh(x_n + r * h_n)
     return ((1 - z) * n + z * h,)
 
 
-def rnn_cell(x_t, state, weights, nonlinearity):
+def rnn_cell(x_t, state, weights, recurrent_input=None, *, nonlinearity):
     """One Elman RNN step: returns (h',) with h' = tanh or relu of the sum."""
     (h,) = state
-    (pre,) = _gate_inputs(x_t, h, weights, 1)
+    (pre,) = _gate_inputs(x_t, _or(recurrent_input, h), weights, 1)
     return (torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre),)
 
 
-def recurrent_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
+def recurrent_layer(cell, x, state, weights, reverse=False, batch_sizes=None,
+                    regularization=None):
     """Run `cell` over the steps of one layer in one direction."""
     steps = _split_steps(x, batch_sizes)
     order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
+    reg = regularization or Regularization()
+    # Zoneout masks have one row per input row: split like the input.
+    zoneout_masks = [_split_steps(m, batch_sizes) if m is not None else None
+                     for m in (reg.zoneout_mask, reg.cell_zoneout_mask)]
     outputs = [None] * len(steps)
     for t in order:
         x_t = steps[t]
@@ -61,7 +96,16 @@ def recurrent_layer(cell, x, state, weights, reverse=False, batch_sizes=None):
         # Only the first `live` sequences have a step t. The rest keep their
         # state: finished sequences (forward) keep their final state, and
         # not-yet-started ones (reverse) keep the initial state.
-        new_state = cell(x_t, tuple(s[:live] for s in state), weights)
+        previous = tuple(s[:live] for s in state)
+        recurrent_input = None
+        if reg.recurrent_mask is not None:
+            recurrent_input = (previous[0] * reg.recurrent_mask[:live]
+                               / (1 - reg.recurrent_dropout))
+        new_state = cell(x_t, previous, weights, recurrent_input)
+        probabilities = (reg.zoneout, reg.cell_zoneout)
+        new_state = tuple(
+            _zoneout(new, old, masks[t] if masks is not None else None, p)
+            for new, old, masks, p in zip(new_state, previous, zoneout_masks, probabilities))
         state = tuple(torch.cat([new, old[live:]]) for new, old in zip(new_state, state))
         outputs[t] = new_state[0]
     y = torch.stack(outputs) if batch_sizes is None else torch.cat(outputs)
@@ -74,6 +118,20 @@ lstm_layer = functools.partial(recurrent_layer, lstm_cell)
 gru_layer = functools.partial(recurrent_layer, gru_cell)
 rnn_tanh_layer = functools.partial(recurrent_layer, rnn_tanh_cell)
 rnn_relu_layer = functools.partial(recurrent_layer, rnn_relu_cell)
+
+
+def _zoneout(new, previous, keep_previous, p):
+    """Zoneout of one state: in training the previous value where the mask is
+    True; in eval (no mask) the expectation."""
+    if keep_previous is not None:
+        return torch.where(keep_previous, previous, new)
+    if p > 0:
+        return p * previous + (1 - p) * new
+    return new
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def _affine(x, weight, bias):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _ops
+from . import _ops, regularization
 from .cell_table import cell_of_mode
 from .onnx_export import exporting_to_onnx, nn_forward
 from .stack import run_stack
@@ -35,22 +35,41 @@ class FusedRNNBase(nn.RNNBase):
     input a layer adds is the one it received, after the previous layer's
     dropout. Parameters and state_dict are those of torch.nn's twin; the
     default, residual=False, is torch.nn's stack.
+
+    Regularization inside the recurrence, also off by default
+    (regularization.py and reference.Regularization say what each does):
+    `recurrent_dropout` (one mask per sequence on the h entering W_hh),
+    `zoneout` (of h) and `cell_zoneout` (of the LSTM's c), `weight_drop`
+    (DropConnect on W_hh, one mask per forward). Each acts in training;
+    zoneout also in eval, as its expectation.
     """
 
     # True on an instance runs the reference even where a kernel covers the
     # input (the benchmark's reference column).
     _force_reference = False
-    # A class default as well as an instance attribute: checkpoints saved
-    # before `residual` existed load without it and mean residual=False.
+    # Class defaults as well as instance attributes: checkpoints saved
+    # before these options existed load without them and mean "off".
     residual = False
+    recurrent_dropout = zoneout = cell_zoneout = weight_drop = 0.0
     # Starts torch.nn's "Expected input to be 2D or 3D" error.
     _input_error = "{}: Expected input to be 2D or 3D, got {}D instead"
 
-    def __init__(self, mode, *args, residual=False, **kwargs):
+    def __init__(self, mode, *args, residual=False, recurrent_dropout=0.0, zoneout=0.0,
+                 cell_zoneout=0.0, weight_drop=0.0, **kwargs):
         super().__init__(mode, *args, **kwargs)
         self.residual = bool(residual)
         if self.residual:
             self._check_residual_sizes()
+        settings = regularization.Settings(recurrent_dropout, zoneout, cell_zoneout, weight_drop)
+        regularization.check_settings(settings, has_cell_state=mode == "LSTM")
+        # Plain float attributes, as torch.nn keeps `dropout`.
+        for name, p in settings._asdict().items():
+            setattr(self, name, float(p))
+
+    @property
+    def _regularization(self):
+        return regularization.Settings(self.recurrent_dropout, self.zoneout, self.cell_zoneout,
+                                       self.weight_drop)
 
     def _check_residual_sizes(self):
         """Layer k > 0 adds its input to its output, so the two must have the
@@ -72,7 +91,11 @@ class FusedRNNBase(nn.RNNBase):
                     f"{output_size // directions}); a residual connection needs them equal")
 
     def extra_repr(self):
-        return super().extra_repr() + (", residual=True" if self.residual else "")
+        extra = ", residual=True" if self.residual else ""
+        for name, p in self._regularization._asdict().items():
+            if p > 0:
+                extra += f", {name}={p}"
+        return super().extra_repr() + extra
 
     # ---- states: a tuple, h first; LSTM overrides these for (h, c) ----
     def _state_sizes(self):
@@ -94,6 +117,9 @@ class FusedRNNBase(nn.RNNBase):
     # ---- forward ----
     def forward(self, input, hx=None):
         if exporting_to_onnx():
+            if self._regularization.zoneout > 0 or self._regularization.cell_zoneout > 0:
+                raise RuntimeError("fusedrnn: a layer with zoneout cannot be exported to "
+                                   "ONNX (its eval output is not torch.nn's layer)")
             # ONNX knows torch.nn's recurrent ops, not fusedrnn's (onnx_export.py).
             return nn_forward(self, input, hx)
         if isinstance(input, PackedSequence):
@@ -159,15 +185,38 @@ class FusedRNNBase(nn.RNNBase):
             groups.append((w_ih, w_hh, b_ih, b_hh, w_hr))
         return groups
 
+    def _layer_function(self, plan):
+        """What runs one layer in one direction: the kernel of the module's
+        cell, or the reference where none covers the input."""
+        cell = cell_of_mode(self.mode)
+        if plan.compute is None or self._force_reference:
+            return cell.reference_layer
+        return functools.partial(_ops.kernel_layer, cell)
+
+    def _regularizer(self, batch_sizes):
+        """The stack's per-layer mask drawer (run_stack's `regularize`), or
+        None when no regularization acts."""
+        settings = self._regularization
+        if not settings.any():
+            return None
+        has_cell_state = self.mode == "LSTM"
+        out_size = self.proj_size or self.hidden_size
+
+        def regularize(layer_input):
+            return regularization.draw(settings, self.training, layer_input, batch_sizes,
+                                       out_size, self.hidden_size, has_cell_state)
+
+        return regularize
+
     def _run(self, x, states, batch_sizes):
         plan = _ops.dtypes(x, self.mode, packed=batch_sizes is not None,
                            projected=self.proj_size > 0)
-        cell = cell_of_mode(self.mode)
-        if plan.compute is None or self._force_reference:
-            layer = cell.reference_layer
-        else:
-            layer = functools.partial(_ops.kernel_layer, cell)
+        layer = self._layer_function(plan)
         weights = self._layer_weights()
+        if self._regularization.weight_drop > 0 and self.training:
+            weights = [(w_ih, regularization.drop_weight(w_hh, self._regularization.weight_drop,
+                                                         True), *rest)
+                       for w_ih, w_hh, *rest in weights]
         if plan.autocast_off or plan.compute not in (None, x.dtype):
             x, states = x.to(plan.compute), tuple(s.to(plan.compute) for s in states)
             weights = [tuple(None if w is None else w.to(plan.compute) for w in group)
@@ -178,7 +227,7 @@ class FusedRNNBase(nn.RNNBase):
                 x, states, weights, layer,
                 num_layers=self.num_layers, bidirectional=self.bidirectional,
                 dropout=self.dropout, training=self.training, batch_sizes=batch_sizes,
-                residual=self.residual)
+                residual=self.residual, regularize=self._regularizer(batch_sizes))
         # final is (h_n,) or (h_n, c_n).
         result = (plan.output, plan.cell_state)
         return output.to(plan.output), tuple(s.to(d) for s, d in zip(final, result))

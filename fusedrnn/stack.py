@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 
 def run_stack(x, hx, layer_weights, layer_fn, *, num_layers, bidirectional, dropout, training,
-              batch_sizes=None, residual=False):
+              batch_sizes=None, residual=False, regularize=None):
     """Run a stack of recurrent layers.
 
     x: (T, B, I) time-major dense, or packed data (N, I) with batch_sizes.
@@ -19,6 +19,9 @@ def run_stack(x, hx, layer_weights, layer_fn, *, num_layers, bidirectional, drop
     layer_fn(x, state_tuple, weights, reverse, batch_sizes) -> (y, final_state_tuple).
     residual: every layer but the first adds its input to its output (see
     FusedRNNBase for where that sits relative to dropout).
+    regularize(layer_input) -> Regularization or None: draws the masks of one
+    (layer, direction), in that order; layer_fn then gets them as its
+    `regularization` argument.
     Returns (y, final_hx): y (T, B, D*P) or (N, D*P); final_hx tuple like hx, stacked in layer*D+direction order.
     """
     num_directions = 2 if bidirectional else 1
@@ -35,7 +38,13 @@ def run_stack(x, hx, layer_weights, layer_fn, *, num_layers, bidirectional, drop
         for direction in range(num_directions):
             index = layer * num_directions + direction
             state = tuple(s[index] for s in hx)
-            y, final = layer_fn(layer_input, state, layer_weights[index], direction == 1, batch_sizes)
+            extra = {}
+            if regularize is not None:
+                reg = regularize(layer_input)
+                if reg is not None:
+                    extra["regularization"] = reg
+            y, final = layer_fn(layer_input, state, layer_weights[index], direction == 1,
+                                batch_sizes, **extra)
             outputs.append(y)
             finals.append(final)
 
