@@ -16,6 +16,7 @@ import torch
 
 from . import _C  # noqa: F401  (loading the library registers the ops)
 from .cell_table import CELLS
+from .reference import Regularization
 
 _ops = torch.ops.fusedrnn
 
@@ -59,6 +60,7 @@ def _differentiable_backward(cell, ctx, grads):
     `grads` are the gradients of (y, h_n, c_n); None where nothing depends
     on that output."""
     input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors[:9]
+    regularization = _saved_regularization(ctx)
     inputs = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     needed = ctx.needs_input_grad[:len(inputs)]
     # Saved inputs come back as the very tensors the forward received, with
@@ -74,7 +76,7 @@ def _differentiable_backward(cell, ctx, grads):
     # autograd node), so the reference runs with autocast off.
     with torch.enable_grad(), torch.autocast(input.device.type, enabled=False):
         y, final = cell.reference_layer(x, state, (w_ih, w_hh, b_ih, b_hh, w_hr), ctx.reverse,
-                                        batch_sizes)
+                                        batch_sizes, regularization)
     # Outputs whose gradient is None contribute nothing: left out.
     pairs = [(out, grad) for out, grad in zip((y, *final), grads) if grad is not None]
     wanted = [alias for alias, need in zip(aliases, needed) if need]
@@ -86,6 +88,28 @@ def _differentiable_backward(cell, ctx, grads):
     return tuple(next(found) if need else None for need in needed)
 
 
+# The regularization arguments that end both ops' schemas, in order.
+_REGULARIZATION_ARGS = 6
+
+
+def _regularization_args(reg):
+    """A reference.Regularization (or None) as the ops' last arguments."""
+    if reg is None:
+        return (None, 0.0, None, 0.0, None, 0.0)
+    return (reg.recurrent_mask, float(reg.recurrent_dropout), reg.zoneout_mask,
+            float(reg.zoneout), reg.cell_zoneout_mask, float(reg.cell_zoneout))
+
+
+def _saved_regularization(ctx):
+    """The Regularization of the forward, from the masks saved at the end of
+    ctx.saved_tensors and the probabilities on ctx; None where none acted."""
+    masks = ctx.saved_tensors[-3:]
+    args = (masks[0], ctx.probabilities[0], masks[1], ctx.probabilities[1], masks[2],
+            ctx.probabilities[2])
+    reg = Regularization(*args)
+    return None if reg == Regularization() else reg
+
+
 def _register(cell):
     """Fake kernels, autograd and autocast of the two ops of `cell` (a row of
     cell_table.CELLS). Every cell's ops share one schema (csrc/core/schemas.cpp):
@@ -95,7 +119,9 @@ def _register(cell):
     backward_op = getattr(_ops, f"{cell.name}_layer_backward")
 
     @torch.library.register_fake(forward_name)
-    def _forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
+    def _forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse,
+                      recurrent_keep=None, recurrent_dropout=0.0, zoneout_keep=None, zoneout=0.0,
+                      cell_zoneout_keep=None, cell_zoneout=0.0):
         hidden, out_size = w_hh.shape[0] // cell.gates, w_hh.shape[1]
         rows = input.shape[:-1]  # (T, B) dense, (rows,) packed
         saved_dtype = _saved_dtype(input)
@@ -109,7 +135,9 @@ def _register(cell):
 
     @torch.library.register_fake(backward_name)
     def _backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr,
-                       batch_sizes, output, saved, cells, reverse, input_grad=True):
+                       batch_sizes, output, saved, cells, reverse, input_grad=True,
+                       recurrent_keep=None, recurrent_dropout=0.0, zoneout_keep=None,
+                       zoneout=0.0, cell_zoneout_keep=None, cell_zoneout=0.0):
         # The kernel returns contiguous gradients whatever the inputs' strides.
         def like(t):
             return t.new_empty(t.shape) if t is not None else input.new_empty(0)
@@ -120,16 +148,23 @@ def _register(cell):
                 like(w_hr))
 
     def setup_context(ctx, inputs, output):
-        input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse = inputs
+        input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse = inputs[:10]
+        (recurrent_keep, recurrent_dropout, zoneout_keep, zoneout, cell_zoneout_keep,
+         cell_zoneout) = inputs[10:]
         y, _, c_n, saved, cells = output
+        # With zoneout of h the outputs are the zoned h, not the cell's own.
+        ctx.saved_is_output = cell.saved_is_output and zoneout_keep is None and zoneout == 0
         # Saved: the outputs (which are the next steps' previous hidden
         # states), the cell's saved values and the cell states of every
         # step; where the saved values are the outputs, only those.
         # The biases only for a differentiable backward, which re-runs the
         # layer (the kernel's backward does not read them).
+        # Last, the masks (bool: a byte per unit).
         ctx.save_for_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y,
-                              None if cell.saved_is_output else saved,
-                              cells if cell.cell_state else None)
+                              None if ctx.saved_is_output else saved,
+                              cells if cell.cell_state else None,
+                              recurrent_keep, zoneout_keep, cell_zoneout_keep)
+        ctx.probabilities = (recurrent_dropout, zoneout, cell_zoneout)
         ctx.reverse = reverse
         ctx.has_bias = b_ih is not None
         ctx.mark_non_differentiable(saved, cells)
@@ -142,17 +177,19 @@ def _register(cell):
 
     def backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_saved, _grad_cells):
         # Grad mode is on inside a backward only under create_graph=True.
+        not_inputs = (None,) * (2 + _REGULARIZATION_ARGS)  # batch_sizes, reverse, ...
         if torch.is_grad_enabled():
             return (*_differentiable_backward(cell, ctx, (grad_y, grad_h_n, grad_c_n)),
-                    None, None)
-        input, h0, c0, w_ih, w_hh, _, _, w_hr, batch_sizes, y, saved, cells = \
-            ctx.saved_tensors
-        if cell.saved_is_output:
+                    *not_inputs)
+        (input, h0, c0, w_ih, w_hh, _, _, w_hr, batch_sizes, y, saved, cells,
+         *_) = ctx.saved_tensors
+        if ctx.saved_is_output:
             saved = y.to(_saved_dtype(input))
         (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
          grad_w_hr) = backward_op(grad_y, grad_h_n, grad_c_n if cell.cell_state else None,
                                   input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, saved,
-                                  cells, ctx.reverse, ctx.needs_input_grad[0])
+                                  cells, ctx.reverse, ctx.needs_input_grad[0],
+                                  *_regularization_args(_saved_regularization(ctx)))
         if not ctx.has_bias:
             grad_b_ih = grad_b_hh = None
         elif not cell.split_recurrent_grad:
@@ -162,7 +199,7 @@ def _register(cell):
         return (grad_input if ctx.needs_input_grad[0] else None, grad_h0,
                 grad_c0 if cell.cell_state else None, grad_w_ih,
                 grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr if w_hr is not None else None,
-                None, None)
+                *not_inputs)
 
     torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
     torch.library.register_autograd(backward_name, _not_differentiable(backward_name),
@@ -188,14 +225,12 @@ def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None,
     """One layer in one direction on the fused kernel of `cell` (a row of
     cell_table.CELLS), behind the layer interface of fusedrnn.reference:
     returns (y, final_state) with final_state (h_n,) or (h_n, c_n)."""
-    if regularization is not None:
-        # The kernels do not take the masks yet.
-        return cell.reference_layer(x, state, weights, reverse, batch_sizes, regularization)
     h0 = state[0]
     c0 = state[1] if cell.cell_state else None
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    extra = () if regularization is None else _regularization_args(regularization)
     y, h_n, c_n, _, _ = _FORWARD_OPS[cell.name](x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                                batch_sizes, reverse)
+                                                batch_sizes, reverse, *extra)
     return y, ((h_n, c_n) if cell.cell_state else (h_n,))
 
 

@@ -31,9 +31,9 @@ def convert(model):
 def revert(model):
     """The inverse of `convert`: fusedrnn layers back to torch.nn ones, e.g.
     for tools that only know torch.nn (TorchScript). (torch.onnx.export
-    needs no revert: see onnx_export.py.) A layer with residual=True has no
-    torch.nn twin and raises a ValueError rather than silently losing its
-    residual connections."""
+    needs no revert: see onnx_export.py.) A layer with residual=True, or
+    with recurrent dropout, zoneout or weight drop, has no torch.nn twin and
+    raises a ValueError rather than silently losing them."""
     return _swap(model, _NN_TWIN)
 
 
@@ -55,6 +55,12 @@ def _twin(module, twin_class):
     if getattr(module, "residual", False):
         raise ValueError(f"fusedrnn.revert: {type(module).__name__}(residual=True) has no "
                          "torch.nn equivalent (torch.nn's stacks have no residual connections)")
+    active = [name for name in ("recurrent_dropout", "zoneout", "cell_zoneout", "weight_drop")
+              if getattr(module, name, 0) > 0]
+    if active:
+        raise ValueError(f"fusedrnn.revert: {type(module).__name__}({active[0]}=...) has no "
+                         "torch.nn equivalent (torch.nn's layers have no regularization "
+                         "inside the recurrence)")
     kwargs = dict(bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
                   bidirectional=module.bidirectional, device="meta")
     if module.mode == "LSTM":

@@ -70,6 +70,13 @@ def _check_exportable(module, input):
         raise RuntimeError(
             "fusedrnn: layers with residual=True cannot be exported to ONNX yet: the "
             "export runs torch.nn's forward, which has no residual connections")
+    if getattr(module, "zoneout", 0) > 0 or getattr(module, "cell_zoneout", 0) > 0:
+        # Zoneout acts in eval too (its expectation), which torch.nn's
+        # layers cannot express. (Recurrent dropout and weight drop act in
+        # training only: an eval export is torch.nn's layer.)
+        raise RuntimeError(
+            "fusedrnn: layers with zoneout cannot be exported to ONNX: zoneout acts in "
+            "eval too, and the export runs torch.nn's forward, which has none")
     if getattr(module, "proj_size", 0) > 0:
         # torch's default exporter would drop the projection silently and
         # write a model that fails in onnxruntime; the TorchScript one

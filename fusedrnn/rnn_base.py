@@ -117,9 +117,6 @@ class FusedRNNBase(nn.RNNBase):
     # ---- forward ----
     def forward(self, input, hx=None):
         if exporting_to_onnx():
-            if self._regularization.zoneout > 0 or self._regularization.cell_zoneout > 0:
-                raise RuntimeError("fusedrnn: a layer with zoneout cannot be exported to "
-                                   "ONNX (its eval output is not torch.nn's layer)")
             # ONNX knows torch.nn's recurrent ops, not fusedrnn's (onnx_export.py).
             return nn_forward(self, input, hx)
         if isinstance(input, PackedSequence):

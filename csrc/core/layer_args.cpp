@@ -90,7 +90,46 @@ LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
     check_shape(*in.b_ih, {gates * H}, "b_ih");
     check_shape(*in.b_hh, {gates * H}, "b_hh");
   }
-  return {std::move(layout), I, H, P, packed};
+  LayerShape shape{std::move(layout), I, H, P, packed};
+  check_regularization(in.regularization, shape, input, has_cell_state);
+  return shape;
+}
+
+namespace {
+
+void check_mask(const OptionalTensor& mask, at::IntArrayRef expected,
+                const Tensor& input, const char* name) {
+  if (!mask.has_value()) return;
+  TORCH_CHECK(mask->scalar_type() == at::kBool &&
+                  mask->device() == input.device() && mask->is_contiguous(),
+              "fusedrnn: expected ", name, " to be a contiguous bool tensor on ",
+              input.device(), ", got ", mask->scalar_type(), " on ",
+              mask->device());
+  check_shape(*mask, expected, name);
+}
+
+void check_probability(double p, bool one_allowed, const char* name) {
+  TORCH_CHECK(p >= 0 && (one_allowed ? p <= 1 : p < 1), "fusedrnn: ", name,
+              " must be in [0, 1", one_allowed ? "]" : ")", ", got ", p);
+}
+
+}  // namespace
+
+void check_regularization(const RegularizationInputs& reg,
+                          const LayerShape& shape, const Tensor& input,
+                          bool has_cell_state) {
+  const int64_t H = shape.hidden, P = shape.out_size;
+  check_mask(reg.recurrent_keep, {shape.layout.batch(), P}, input,
+             "recurrent_keep");
+  check_mask(reg.zoneout_keep, shape.rows_of(P), input, "zoneout_keep");
+  check_mask(reg.cell_zoneout_keep, shape.rows_of(H), input,
+             "cell_zoneout_keep");
+  check_probability(reg.recurrent_dropout, false, "recurrent_dropout");
+  check_probability(reg.zoneout, true, "zoneout");
+  check_probability(reg.cell_zoneout, true, "cell_zoneout");
+  TORCH_CHECK(has_cell_state || (!reg.cell_zoneout_keep.has_value() &&
+                                 reg.cell_zoneout == 0),
+              "fusedrnn: cell_zoneout needs a cell with a cell state");
 }
 
 }  // namespace fusedrnn

@@ -14,6 +14,18 @@ namespace fusedrnn {
 using at::Tensor;
 using OptionalTensor = std::optional<Tensor>;
 
+// Recurrent dropout and zoneout of one layer call (core/regularization.h):
+// bool masks drawn in Python, absent when not drawn; zoneout with a
+// probability and no mask is eval.
+struct RegularizationInputs {
+  const OptionalTensor& recurrent_keep;     // (B, P)
+  double recurrent_dropout;
+  const OptionalTensor& zoneout_keep;       // (T, B, P) dense, (rows, P) packed
+  double zoneout;
+  const OptionalTensor& cell_zoneout_keep;  // (T, B, H) dense, (rows, H) packed
+  double cell_zoneout;
+};
+
 // The arguments every layer op takes; c0 only where the cell has a cell
 // state, w_hr only with a projection (LSTM).
 struct LayerInputs {
@@ -27,6 +39,7 @@ struct LayerInputs {
   const OptionalTensor& b_hh;         // (G*H)
   const OptionalTensor& batch_sizes;  // (T,) int64 CPU, packed input only
   bool reverse;
+  const RegularizationInputs& regularization;
 };
 
 struct LayerOutputs {
@@ -70,6 +83,12 @@ Tensor state_gradient(const OptionalTensor& grad, const Tensor& like);
 // end checks those), before any memory is touched.
 LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
                               bool has_cell_state);
+
+// The masks' dtype, device and shapes and the probabilities' range, for a
+// layer of this shape.
+void check_regularization(const RegularizationInputs& reg,
+                          const LayerShape& shape, const Tensor& input,
+                          bool has_cell_state);
 
 // The data of an optional tensor, or null.
 template <typename T>

@@ -19,9 +19,16 @@ struct LayerOps {
       const Tensor& input, const Tensor& h0, const OptionalTensor& c0,
       const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& b_ih,
       const OptionalTensor& b_hh, const OptionalTensor& w_hr,
-      const OptionalTensor& batch_sizes, bool reverse) {
+      const OptionalTensor& batch_sizes, bool reverse,
+      const OptionalTensor& recurrent_keep, double recurrent_dropout,
+      const OptionalTensor& zoneout_keep, double zoneout,
+      const OptionalTensor& cell_zoneout_keep, double cell_zoneout) {
+    const RegularizationInputs reg{recurrent_keep, recurrent_dropout,
+                                   zoneout_keep,   zoneout,
+                                   cell_zoneout_keep, cell_zoneout};
     const LayerOutputs out = layer_forward<Executor, Cell>(
-        {input, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, batch_sizes, reverse});
+        {input, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, batch_sizes, reverse,
+         reg});
     return {out.output, out.h_n, out.c_n, out.saved, out.cells};
   }
 
@@ -33,10 +40,17 @@ struct LayerOps {
            const Tensor& w_hh, const OptionalTensor& w_hr,
            const OptionalTensor& batch_sizes, const Tensor& output,
            const Tensor& saved, const OptionalTensor& cells, bool reverse,
-           bool input_grad) {
+           bool input_grad, const OptionalTensor& recurrent_keep,
+           double recurrent_dropout, const OptionalTensor& zoneout_keep,
+           double zoneout, const OptionalTensor& cell_zoneout_keep,
+           double cell_zoneout) {
     static const OptionalTensor kNone;
+    const RegularizationInputs reg{recurrent_keep, recurrent_dropout,
+                                   zoneout_keep,   zoneout,
+                                   cell_zoneout_keep, cell_zoneout};
     const LayerGradients g = layer_backward<Executor, Cell>(
-        {input, h0, c0, w_ih, w_hh, w_hr, kNone, kNone, batch_sizes, reverse},
+        {input, h0, c0, w_ih, w_hh, w_hr, kNone, kNone, batch_sizes, reverse,
+         reg},
         grad_output, grad_h_n, grad_c_n, output, saved, cells, input_grad);
     return {g.input, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr};
   }

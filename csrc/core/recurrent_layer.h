@@ -31,7 +31,17 @@
 //   add_output_gradient(n, dh, dy, out);      out = dh + dy (dy may be null)
 //   copy(dst, src, n);                        stream-ordered where it matters
 //   recompute_hidden<Cell>(rows, H, saved, cells, out)
+//   for_each_unit(rows, width, op);           op(b, j) over every unit: the
+//                                             passes of regularization.h
 // A step never allocates, synchronises or dispatches an ATen op.
+//
+// Recurrent dropout and zoneout (regularization.h) are passes between the
+// executor's steps: recurrent dropout writes the masked previous h that the
+// step's multiply reads (ForwardStep::h_multiplied), zoneout blends each
+// step's new state with the previous one after it. With zoneout of c the
+// cell states the layer returns (`cells`) are the cell's own c', which its
+// backward needs, and the zoned c that the next step reads is kept apart
+// (`zoned_cells`, recomputed by the backward).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -40,6 +50,7 @@
 
 #include "dispatch.h"
 #include "layer_args.h"
+#include "regularization.h"
 #include "sequence_layout.h"
 #include "step.h"
 
@@ -59,6 +70,8 @@ struct ForwardBuffers {
   Acc* c_n;           // (B, H), cells with a cell state only
   Acc* recurrent;     // (B, G*H) scratch
   T* unprojected;     // (B, H) scratch, with a projection only
+  Acc* zoned_cells;   // (rows, H), with zoneout of c only
+  T* h_dropped;       // (B, P) scratch, with recurrent dropout only
 };
 
 template <typename T>
@@ -77,7 +90,34 @@ struct BackwardBuffers {
   T* dprojected;         // (rows, P): projection only, gradient at each output
   Acc* dunprojected;     // (B, H) scratch, projection only
   Acc* scratch;          // (B, 2*G*H) scratch, for executors with kRowScratch
+  const Acc* zoned_cells;  // (rows, H), with zoneout of c only
+  Acc* carry_h;          // (B, P) scratch, with zoneout of h only
+  Acc* carry_c;          // (B, H) scratch, with zoneout of c only
+  Acc* recurrent_grad;   // (B, P) scratch, with recurrent dropout only
 };
+
+// A step's rows of a mask over the layer's rows, or null.
+inline const bool* step_mask(const bool* mask, int64_t row0, int64_t width) {
+  return mask != nullptr ? mask + row0 * width : nullptr;
+}
+
+// Zoneout of c at the step processed s-th: the cell's c' of the step's
+// rows (`cells`) blended with the previous zoned c into `zoned_cells`.
+template <class Exec, typename T>
+void zone_cells(const Exec& exec, const SequenceLayout& layout, int64_t s,
+                int64_t H, const StepRows<T>& rows,
+                const Regularization<T>& reg, const compute_t<T>* cells,
+                compute_t<T>* zoned_cells) {
+  using Acc = compute_t<T>;
+  const int64_t row0 = layout.offset(layout.step(s));
+  exec.for_each_unit(
+      rows.live, H,
+      ZoneoutForward<Acc, Acc>{rows.continuing, H, rows.c_previous_step,
+                               rows.c0,
+                               step_mask(reg.cell_zoneout_keep, row0, H),
+                               reg.cell_zoneout, cells + row0 * H,
+                               zoned_cells + row0 * H});
+}
 
 // The rows of the step processed s-th, and where their previous state is.
 template <typename T>
@@ -96,29 +136,54 @@ template <class Cell, class Exec, typename T>
 void forward_sequence(const Exec& exec, const SequenceLayout& layout,
                       int64_t H, int64_t P, const typename Exec::Weight& w_hh,
                       const typename Exec::Weight* w_hr,
+                      const Regularization<T>& reg,
                       const ForwardBuffers<T>& buf) {
   using Acc = compute_t<T>;
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  // The c each step reads back: the zoned one with zoneout of c.
+  Acc* state_cells = buf.zoned_cells != nullptr ? buf.zoned_cells : buf.cells;
   for (int64_t s = 0; s < layout.steps(); ++s) {
     const int64_t row0 = layout.offset(layout.step(s));
     const StepRows<T> rows =
-        step_rows(layout, s, H, P, buf.output, buf.h0, buf.cells, buf.c0);
+        step_rows(layout, s, H, P, buf.output, buf.h0, state_cells, buf.c0);
     const int64_t live = rows.live;
     T* output_t = buf.output + row0 * P;
     Acc* cells_t = buf.cells != nullptr ? buf.cells + row0 * H : nullptr;
+    const T* h_multiplied = nullptr;
+    if (reg.recurrent_keep != nullptr) {
+      exec.for_each_unit(
+          live, P,
+          RecurrentDropoutForward<T>{rows.continuing, P, rows.h_previous_step,
+                                     rows.h0, reg.recurrent_keep,
+                                     reg.recurrent_scale, buf.h_dropped});
+      h_multiplied = buf.h_dropped;
+    }
     exec.template forward_step<Cell>(
         ForwardStep<T>{rows, H, P, buf.gates + row0 * G * H,
                        buf.saved + row0 * S * H, buf.recurrent, buf.bias_h,
-                       w_hr != nullptr ? buf.unprojected : output_t, cells_t},
+                       w_hr != nullptr ? buf.unprojected : output_t, cells_t,
+                       h_multiplied},
         w_hh);
     if (w_hr != nullptr) {
       exec.project(live, buf.unprojected, H, *w_hr, output_t, P, buf.recurrent);
+    }
+    if (reg.zones_hidden()) {
+      exec.for_each_unit(
+          live, P,
+          ZoneoutForward<T, Acc>{rows.continuing, P, rows.h_previous_step,
+                                 rows.h0, step_mask(reg.zoneout_keep, row0, P),
+                                 reg.zoneout, output_t, output_t});
+    }
+    if (buf.zoned_cells != nullptr) {
+      zone_cells(exec, layout, s, H, rows, reg, buf.cells, buf.zoned_cells);
     }
     // Sequences whose last step this was hand over their final state.
     const int64_t ending = layout.live_after(s);
     exec.copy(buf.h_n + ending * P, output_t + ending * P, (live - ending) * P);
     if (cells_t != nullptr) {
-      exec.copy(buf.c_n + ending * H, cells_t + ending * H, (live - ending) * H);
+      const Acc* final_cells = state_cells + row0 * H;
+      exec.copy(buf.c_n + ending * H, final_cells + ending * H,
+                (live - ending) * H);
     }
   }
 }
@@ -129,16 +194,36 @@ template <class Cell, class Exec, typename T>
 void backward_sequence(const Exec& exec, const SequenceLayout& layout,
                        int64_t H, int64_t P, const typename Exec::Weight& w_hh,
                        const typename Exec::Weight* w_hr,
+                       const Regularization<T>& reg,
                        const BackwardBuffers<T>& buf) {
   using Acc = compute_t<T>;
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const bool zoned_c = buf.zoned_cells != nullptr;
   for (int64_t s = layout.steps() - 1; s >= 0; --s) {
     const int64_t row0 = layout.offset(layout.step(s));
-    const StepRows<T> rows =
-        step_rows(layout, s, H, P, buf.output, buf.h0, buf.cells, buf.c0);
+    const StepRows<T> rows = step_rows(
+        layout, s, H, P, buf.output, buf.h0,
+        zoned_c ? buf.zoned_cells : buf.cells, buf.c0);
     const int64_t live = rows.live;
     const T* dy = buf.output_grad == nullptr ? nullptr
                                              : buf.output_grad + row0 * P;
+    // Zoneout: the gradient at the zoned state splits into the cell's share
+    // and the previous state's, which is added back after the step.
+    if (reg.zones_hidden()) {
+      exec.for_each_unit(
+          live, P,
+          ZoneoutBackward<T, Acc>{P, step_mask(reg.zoneout_keep, row0, P),
+                                  reg.zoneout, dy, buf.dh, buf.carry_h});
+      dy = nullptr;
+    }
+    if (zoned_c) {
+      exec.for_each_unit(
+          live, H,
+          ZoneoutBackward<Acc, Acc>{H,
+                                    step_mask(reg.cell_zoneout_keep, row0, H),
+                                    reg.cell_zoneout, nullptr, buf.dc,
+                                    buf.carry_c});
+    }
     Acc* dh = buf.dh;
     if (w_hr != nullptr) {
       // The gradient at the projected output, kept for W_hr's gradient,
@@ -157,8 +242,25 @@ void backward_sequence(const Exec& exec, const SequenceLayout& layout,
     // The gradient at the previous h of the live rows through W_hh, added
     // to h's own share where the cell has one. Rows that started from the
     // initial state keep theirs: it is the gradient at h0.
-    exec.multiply(live, dgates_h, G * H, w_hh,
-                  Cell::kReadsPreviousHidden ? Acc(1) : Acc(0), buf.dh, P);
+    const Acc beta = Cell::kReadsPreviousHidden ? Acc(1) : Acc(0);
+    if (reg.recurrent_keep != nullptr) {
+      exec.multiply(live, dgates_h, G * H, w_hh, Acc(0), buf.recurrent_grad, P);
+      exec.for_each_unit(
+          live, P,
+          AddGradient<Acc>{P, buf.recurrent_grad, reg.recurrent_keep,
+                           reg.recurrent_scale, Cell::kReadsPreviousHidden,
+                           buf.dh});
+    } else {
+      exec.multiply(live, dgates_h, G * H, w_hh, beta, buf.dh, P);
+    }
+    if (reg.zones_hidden()) {
+      exec.for_each_unit(live, P, AddGradient<Acc>{P, buf.carry_h, nullptr,
+                                                   Acc(1), true, buf.dh});
+    }
+    if (zoned_c) {
+      exec.for_each_unit(live, H, AddGradient<Acc>{H, buf.carry_c, nullptr,
+                                                   Acc(1), true, buf.dc});
+    }
   }
 }
 
@@ -205,6 +307,24 @@ void gather_previous_outputs(const Exec& exec, const SequenceLayout& layout,
   exec.copy(pending_dst, pending_src, pending);
 }
 
+// The pointers of a layer call's regularization inputs (checked by
+// check_layer_inputs: bool, contiguous, the right shapes).
+template <typename T>
+Regularization<T> regularization_of(const RegularizationInputs& in) {
+  using Acc = compute_t<T>;
+  auto data = [](const OptionalTensor& mask) -> const bool* {
+    return mask.has_value() ? mask->data_ptr<bool>() : nullptr;
+  };
+  Regularization<T> reg;
+  reg.recurrent_keep = data(in.recurrent_keep);
+  reg.recurrent_scale = static_cast<Acc>(1.0 / (1.0 - in.recurrent_dropout));
+  reg.zoneout_keep = data(in.zoneout_keep);
+  reg.zoneout = static_cast<Acc>(in.zoneout);
+  reg.cell_zoneout_keep = data(in.cell_zoneout_keep);
+  reg.cell_zoneout = static_cast<Acc>(in.cell_zoneout);
+  return reg;
+}
+
 template <template <class> class Executor, class Cell>
 LayerOutputs layer_forward(const LayerInputs& in) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
@@ -234,6 +354,11 @@ LayerOutputs layer_forward(const LayerInputs& in) {
         acc_options);
     Tensor recurrent = exec.empty({B, G * H}, acc_options);
     Tensor unprojected = exec.empty({projected ? B : 0, H}, options);
+    const Regularization<T> reg = regularization_of<T>(in.regularization);
+    const bool zoned_c = Cell::kHasCellState && reg.zones_cells();
+    Tensor zoned_cells = exec.empty({zoned_c ? rows : 0, H}, acc_options);
+    Tensor h_dropped =
+        exec.empty({reg.recurrent_keep != nullptr ? B : 0, P}, options);
     const Tensor w_hh = in.w_hh.contiguous(), h0 = in.h0.contiguous();
     const Tensor c0 = in.c0 ? in.c0->to(acc_options).contiguous() : Tensor();
     const Tensor w_hr = projected ? in.w_hr->contiguous() : Tensor();
@@ -242,7 +367,7 @@ LayerOutputs layer_forward(const LayerInputs& in) {
     std::optional<typename Executor<T>::Weight> hr;
     if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/true, 1));
     forward_sequence<Cell>(
-        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr,
+        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr, reg,
         ForwardBuffers<T>{
             h0.data_ptr<T>(), data_or_null<Acc>(c0), bias_h.data_ptr<Acc>(),
             gates.data_ptr<Acc>(), out.saved.data_ptr<Acc>(),
@@ -250,7 +375,9 @@ LayerOutputs layer_forward(const LayerInputs& in) {
             Cell::kHasCellState ? out.cells.data_ptr<Acc>() : nullptr,
             out.h_n.data_ptr<T>(),
             Cell::kHasCellState ? c_n.data_ptr<Acc>() : nullptr,
-            recurrent.data_ptr<Acc>(), data_or_null<T>(unprojected)});
+            recurrent.data_ptr<Acc>(), data_or_null<T>(unprojected),
+            zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
+            data_or_null<T>(h_dropped)});
     out.saved = out.saved.view(shape.rows_of(S * H));
     out.c_n = c_n.to(options.dtype());
     return out;
@@ -307,21 +434,53 @@ LayerGradients layer_backward(const LayerInputs& in,
         exec.empty({Executor<T>::kRowScratch ? B : 0, 2 * G * H}, acc_options);
     Tensor h_prev = exec.empty({rows, P}, options);
     Tensor unprojected = exec.empty({projected ? rows : 0, H}, options);
+    const Regularization<T> reg = regularization_of<T>(in.regularization);
+    const bool zoned_c = Cell::kHasCellState && reg.zones_cells();
+    const bool dropped = reg.recurrent_keep != nullptr;
+    Tensor zoned_cells = exec.empty({zoned_c ? rows : 0, H}, acc_options);
+    Tensor carry_h = exec.empty({reg.zones_hidden() ? B : 0, P}, acc_options);
+    Tensor carry_c = exec.empty({zoned_c ? B : 0, H}, acc_options);
+    Tensor recurrent_grad = exec.empty({dropped ? B : 0, P}, acc_options);
+    if (zoned_c) {
+      // The zoned c every step read back, from the cell's own c' and the
+      // masks, in the forward's order.
+      for (int64_t s = 0; s < shape.layout.steps(); ++s) {
+        const StepRows<T> step = step_rows(
+            shape.layout, s, H, P, output_c.data_ptr<T>(), h0.data_ptr<T>(),
+            zoned_cells.data_ptr<Acc>(), data_or_null<Acc>(c0));
+        zone_cells(exec, shape.layout, s, H, step, reg,
+                   cells_c.data_ptr<Acc>(), zoned_cells.data_ptr<Acc>());
+      }
+    }
 
     const auto hh = exec.weight(w_hh, /*transpose=*/false, 1);
     std::optional<typename Executor<T>::Weight> hr;
     if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/false, 1));
     backward_sequence<Cell>(
-        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr,
+        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr, reg,
         BackwardBuffers<T>{
             h0.data_ptr<T>(), data_or_null<Acc>(c0), output_c.data_ptr<T>(),
             saved_c.data_ptr<Acc>(), data_or_null<Acc>(cells_c),
             data_or_null<T>(dy), dh.data_ptr<Acc>(), data_or_null<Acc>(dc),
             dgates_x.data_ptr<T>(), dgates_h.data_ptr<T>(),
             data_or_null<T>(dprojected), data_or_null<Acc>(dunprojected),
-            data_or_null<Acc>(scratch)});
+            data_or_null<Acc>(scratch),
+            zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
+            data_or_null<Acc>(carry_h), data_or_null<Acc>(carry_c),
+            data_or_null<Acc>(recurrent_grad)});
     gather_previous_outputs(exec, shape.layout, P, output_c.data_ptr<T>(),
                             h0.data_ptr<T>(), h_prev.data_ptr<T>());
+    if (dropped) {
+      // W_hh multiplied the dropped h: so does its gradient.
+      for (int64_t s = 0; s < shape.layout.steps(); ++s) {
+        const int64_t t = shape.layout.step(s);
+        exec.for_each_unit(
+            shape.layout.live(t), P,
+            RecurrentDropoutRows<T>{
+                P, reg.recurrent_keep, reg.recurrent_scale,
+                h_prev.data_ptr<T>() + shape.layout.offset(t) * P});
+      }
+    }
     if constexpr (Cell::kHasCellState) {
       if (projected) {
         exec.template recompute_hidden<Cell>(rows, H, saved_c.data_ptr<Acc>(),

@@ -14,6 +14,13 @@
 // (.., S*H) and cell states (.., H) of every step. c_n and cells are empty
 // (size 0) for cells without a cell state, which take no cells backward.
 //
+// Recurrent dropout and zoneout (core/regularization.h, and
+// fusedrnn.reference.Regularization) come last, both ways: bool masks
+// drawn in Python (recurrent_keep (B, P), zoneout_keep like the output,
+// cell_zoneout_keep like the cell states, True where the unit keeps its
+// previous value) and their probabilities; zoneout with a probability but
+// no mask is eval's expectation. The defaults are torch.nn's layer.
+//
 // The backward is exact backpropagation through time; missing gradients
 // count as zeros. With input_grad false it skips the input's gradient (one
 // of the three large multiplies after the loop) and returns it empty: the
@@ -28,12 +35,19 @@
 
 namespace {
 
+constexpr const char* kRegularization =
+    "Tensor? recurrent_keep=None, float recurrent_dropout=0., "
+    "Tensor? zoneout_keep=None, float zoneout=0., "
+    "Tensor? cell_zoneout_keep=None, float cell_zoneout=0.";
+
 std::string forward_schema(const std::string& name) {
   return name +
          "_layer_forward(Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, "
          "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, "
-         "Tensor? batch_sizes, bool reverse) -> (Tensor output, Tensor h_n, "
-         "Tensor c_n, Tensor saved, Tensor cells)";
+         "Tensor? batch_sizes, bool reverse, " +
+         kRegularization +
+         ") -> (Tensor output, Tensor h_n, Tensor c_n, Tensor saved, "
+         "Tensor cells)";
 }
 
 std::string backward_schema(const std::string& name) {
@@ -41,8 +55,9 @@ std::string backward_schema(const std::string& name) {
          "_layer_backward(Tensor? grad_output, Tensor? grad_h_n, "
          "Tensor? grad_c_n, Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, "
          "Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, Tensor output, "
-         "Tensor saved, Tensor? cells, bool reverse, bool input_grad=True) -> "
-         "(Tensor grad_input, "
+         "Tensor saved, Tensor? cells, bool reverse, bool input_grad=True, " +
+         kRegularization +
+         ") -> (Tensor grad_input, "
          "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, "
          "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)";
 }

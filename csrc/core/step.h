@@ -52,6 +52,10 @@ struct ForwardStep {
   const Acc* bias_h;  // (G*H): b_hh, zeros without bias
   T* hidden_out;      // (live, H): the output, or the unprojected h
   Acc* cells;         // (live, H): this step's cell states, or null
+  // (live, P): what the recurrent multiply reads instead of the previous h
+  // (recurrent dropout: regularization.h), or null. The cell's own use of
+  // h (kReadsPreviousHidden) still reads `rows`.
+  const T* h_multiplied;
 };
 
 // One backward step over the live rows. `dh` holds the gradient reaching h'

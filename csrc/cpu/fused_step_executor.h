@@ -75,11 +75,16 @@ class FusedStepExecutor {
         0, w_hh.unit_slices(), slices_per_task(rows.live, P, Cell::kGates),
         [&](int64_t s0, int64_t s1) {
           const int64_t width = Cell::kGates * H;
-          multiply_units(rows.continuing, rows.h_previous_step, P, w_hh, s0,
-                         s1, step.recurrent, width);
-          multiply_units(rows.live - rows.continuing,
-                         rows.h0 + rows.continuing * P, P, w_hh, s0, s1,
-                         step.recurrent + rows.continuing * width, width);
+          if (step.h_multiplied != nullptr) {
+            multiply_units(rows.live, step.h_multiplied, P, w_hh, s0, s1,
+                           step.recurrent, width);
+          } else {
+            multiply_units(rows.continuing, rows.h_previous_step, P, w_hh, s0,
+                           s1, step.recurrent, width);
+            multiply_units(rows.live - rows.continuing,
+                           rows.h0 + rows.continuing * P, P, w_hh, s0, s1,
+                           step.recurrent + rows.continuing * width, width);
+          }
           forward_units<Cell>(rows.live, s0 * kUnitSlice,
                               std::min(H, s1 * kUnitSlice), H, P, rows,
                               step.gates, step.saved, step.recurrent,
@@ -144,6 +149,16 @@ class FusedStepExecutor {
   template <typename U>
   void copy(U* dst, const U* src, int64_t n) const {
     std::copy(src, src + n, dst);
+  }
+
+  // op(b, j) for every unit of `rows` rows (regularization.h's passes).
+  template <class Op>
+  void for_each_unit(int64_t rows, int64_t width, const Op& op) const {
+    at::parallel_for(0, rows, rows_per_task(width), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t j = 0; j < width; ++j) op(b, j);
+      }
+    });
   }
 
   template <class Cell>

@@ -108,6 +108,14 @@ __global__ void add_output_gradient_kernel(int64_t n, const compute_t<T>* dh,
   out[i] = static_cast<T>(sum);
 }
 
+template <class Op>
+__global__ void for_each_unit_kernel(int64_t rows, int64_t width, Op op) {
+  const int64_t u = thread_index();
+  if (u >= rows * width) return;
+  const int64_t b = u / width;
+  op(b, u - b * width);
+}
+
 template <typename Cell, typename T>
 __global__ void recompute_hidden_kernel(int64_t rows, int64_t H,
                                         const compute_t<T>* saved,
@@ -149,6 +157,15 @@ void launch_add_output_gradient(int64_t n, const compute_t<T>* dh,
       <<<blocks_for(n), kThreads, 0, stream>>>(n, dh, dy, out);
 }
 
+template <class Op>
+void launch_for_each_unit(int64_t rows, int64_t width, const Op& op,
+                          cudaStream_t stream) {
+  const int64_t n = rows * width;
+  if (n == 0) return;
+  for_each_unit_kernel<Op><<<blocks_for(n), kThreads, 0, stream>>>(rows, width,
+                                                                   op);
+}
+
 template <typename Cell, typename T>
 void launch_recompute_hidden(int64_t rows, int64_t hidden,
                              const compute_t<T>* saved,
@@ -171,12 +188,24 @@ void launch_recompute_hidden(int64_t rows, int64_t hidden,
   template void launch_recompute_hidden<Cell, T>(                             \
       int64_t, int64_t, const compute_t<T>*, const compute_t<T>*, T*,         \
       cudaStream_t);
+#define FUSEDRNN_INSTANTIATE_PASS(...)                                        \
+  template void launch_for_each_unit<__VA_ARGS__>(                            \
+      int64_t, int64_t, const __VA_ARGS__&, cudaStream_t);
 #define FUSEDRNN_INSTANTIATE_TYPE(T, Name, name)                              \
   template void launch_add_output_gradient<T>(                                \
       int64_t, const compute_t<T>*, const T*, T*, cudaStream_t);              \
+  FUSEDRNN_INSTANTIATE_PASS(ZoneoutForward<T, compute_t<T>>)                  \
+  FUSEDRNN_INSTANTIATE_PASS(ZoneoutBackward<T, compute_t<T>>)                 \
+  FUSEDRNN_INSTANTIATE_PASS(RecurrentDropoutForward<T>)                       \
+  FUSEDRNN_INSTANTIATE_PASS(RecurrentDropoutRows<T>)                          \
   FUSEDRNN_FOR_EACH_CELL(FUSEDRNN_INSTANTIATE_CELL, T)
 FUSEDRNN_FOR_EACH_STORAGE_TYPE(FUSEDRNN_INSTANTIATE_TYPE)
+// The passes over compute-type state (zoneout of c, gradients) are the
+// (T, T) ones of float and double above, plus these.
+FUSEDRNN_INSTANTIATE_PASS(AddGradient<float>)
+FUSEDRNN_INSTANTIATE_PASS(AddGradient<double>)
 #undef FUSEDRNN_INSTANTIATE_TYPE
+#undef FUSEDRNN_INSTANTIATE_PASS
 #undef FUSEDRNN_INSTANTIATE_CELL
 
 }  // namespace fusedrnn::cuda

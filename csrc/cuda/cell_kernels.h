@@ -16,6 +16,7 @@
 
 #include <cstdint>
 
+#include "../core/regularization.h"
 #include "../core/step.h"
 
 namespace fusedrnn::cuda {
@@ -31,6 +32,12 @@ void launch_backward_step(const BackwardStep<T>& step, cudaStream_t stream);
 template <typename T>
 void launch_add_output_gradient(int64_t n, const compute_t<T>* dh,
                                 const T* dy, T* out, cudaStream_t stream);
+
+// op(b, j) over rows x width units: the passes of core/regularization.h.
+// Instantiated in cell_kernels.cu for each pass and storage type.
+template <class Op>
+void launch_for_each_unit(int64_t rows, int64_t width, const Op& op,
+                          cudaStream_t stream);
 
 // The cell's output before the projection (cells with a cell state),
 // recomputed for `rows` rows from the saved values and cell states.

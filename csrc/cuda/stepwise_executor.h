@@ -73,11 +73,16 @@ class StepwiseExecutor {
   void forward_step(const ForwardStep<T>& step, const Weight& w_hh) const {
     const StepRows<T>& rows = step.rows;
     const int64_t width = Cell::kGates * step.hidden, P = step.out_size;
-    blas_.multiply(rows.continuing, rows.h_previous_step, P, w_hh, Acc(0),
-                   step.recurrent, width);
-    blas_.multiply(rows.live - rows.continuing, rows.h0 + rows.continuing * P,
-                   P, w_hh, Acc(0), step.recurrent + rows.continuing * width,
-                   width);
+    if (step.h_multiplied != nullptr) {
+      blas_.multiply(rows.live, step.h_multiplied, P, w_hh, Acc(0),
+                     step.recurrent, width);
+    } else {
+      blas_.multiply(rows.continuing, rows.h_previous_step, P, w_hh, Acc(0),
+                     step.recurrent, width);
+      blas_.multiply(rows.live - rows.continuing,
+                     rows.h0 + rows.continuing * P, P, w_hh, Acc(0),
+                     step.recurrent + rows.continuing * width, width);
+    }
     launch_forward_step<Cell, T>(step, stream_);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -110,6 +115,13 @@ class StepwiseExecutor {
     if (n == 0) return;
     C10_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(U),
                                    cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  // op(b, j) for every unit of `rows` rows (regularization.h's passes).
+  template <class Op>
+  void for_each_unit(int64_t rows, int64_t width, const Op& op) const {
+    launch_for_each_unit(rows, width, op, stream_);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <class Cell>

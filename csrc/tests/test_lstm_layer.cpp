@@ -31,13 +31,18 @@ using OptTensor = std::optional<Tensor>;
 using ForwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const OptTensor&, const Tensor&,
     const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
-    const OptTensor&, bool);
+    const OptTensor&, bool, const OptTensor&, double, const OptTensor&, double,
+    const OptTensor&, double);
 using BackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
                               Tensor, Tensor>(
     const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
     const Tensor&, const OptTensor&, const Tensor&, const Tensor&,
     const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
-    const OptTensor&, bool, bool);
+    const OptTensor&, bool, bool, const OptTensor&, double, const OptTensor&,
+    double, const OptTensor&, double);
+
+// The ops' last arguments without recurrent dropout or zoneout.
+#define NO_REGULARIZATION std::nullopt, 0.0, std::nullopt, 0.0, std::nullopt, 0.0
 
 constexpr int64_t kT = 5, kB = 3, kI = 4, kH = 6;
 
@@ -213,7 +218,7 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
   run_check("forward " + label, [&](bool& ok) {
     std::tie(output, h_n, c_n, gates, cells) = ops.forward.call(
         p.input, p.h0, p.c0, p.w_ih, p.w_hh, b_ih, b_hh, std::nullopt,
-        std::nullopt, reverse);
+        std::nullopt, reverse, NO_REGULARIZATION);
     at::NoGradGuard no_grad;
     const ReferenceResult ref = reference_lstm(
         p.input, p.h0, p.c0, p.w_ih, p.w_hh, b_ih, b_hh, reverse);
@@ -235,7 +240,8 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
                 grad_bias, grad_b_hh, grad_w_hr] =
         ops.backward.call(p.grad_output, p.grad_h_n, p.grad_c_n, p.input,
                           p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt,
-                          std::nullopt, output, gates, cells, reverse, true);
+                          std::nullopt, output, gates, cells, reverse, true,
+                          NO_REGULARIZATION);
 
     // Autograd through the reference. Without biases the op still returns
     // grad_bias (the gradient a bias would get), so the reference then uses
@@ -267,11 +273,11 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
     const auto none = ops.backward.call(
         p.grad_output, std::nullopt, std::nullopt, p.input, p.h0, p.c0,
         p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates, cells,
-        reverse, true);
+        reverse, true, NO_REGULARIZATION);
     const auto zeros = ops.backward.call(
         p.grad_output, at::zeros_like(p.h0), at::zeros_like(p.c0), p.input,
         p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates,
-        cells, reverse, true);
+        cells, reverse, true, NO_REGULARIZATION);
     Comparisons cmp{tol};
     cmp.add("grad_input", std::get<0>(none), std::get<0>(zeros));
     cmp.add("grad_h0", std::get<1>(none), std::get<1>(zeros));
@@ -295,7 +301,7 @@ void check_empty_sequence(const Ops& ops) {
         "Expected sequence length to be larger than 0";
     try {
       ops.forward.call(input, h0, c0, w_ih, w_hh, std::nullopt, std::nullopt,
-                       std::nullopt, std::nullopt, false);
+                       std::nullopt, std::nullopt, false, NO_REGULARIZATION);
     } catch (const c10::Error& e) {
       const std::string msg = e.what_without_backtrace();
       ok = msg.find(expected) != std::string::npos;
