@@ -155,3 +155,73 @@ def _split_steps(x, batch_sizes):
     if batch_sizes is None:
         return list(x.unbind(0))
     return list(torch.split(x, batch_sizes.tolist()))
+
+
+# ---- Layer-normalized cells (Ba et al. 2016, as haste's LayerNormLSTM) ----
+#
+# Their `weights` tuple is the plain one followed by the layer norms' gains
+# and biases:
+#     (w_ih, w_hh, b_ih, b_hh, w_hr, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b)
+# ln_ih_* and ln_hh_* are G*H long (one normalization over the whole gate
+# row of the input and of the recurrent side), ln_c_* are H long (the
+# LSTM's cell state before its tanh); the GRU has no ln_c (None, None).
+# LN(v) = (v - mean(v)) / sqrt(var(v) + eps) * gain + bias over the row, with
+# the biased variance, which is F.layer_norm.
+
+
+def _layer_norm(v, gain, bias, eps):
+    return torch.nn.functional.layer_norm(v, v.shape[-1:], gain, bias, eps)
+
+
+def layernorm_lstm_cell(x_t, state, weights, recurrent_input=None, *, eps):
+    """One layer-normalized LSTM step: returns (h', c').
+
+        pre = LN_ih(W_ih x + b_ih) + LN_hh(W_hh h + b_hh)   (each over the 4H row)
+        i, f, o = sigmoid, g = tanh of pre's blocks (gate order i, f, g, o)
+        c' = f * c + i * g                   (the state carried: not normalized)
+        h' = o * tanh(LN_c(c'))              (then W_hr (.) with a projection)
+    """
+    h, c = state
+    w_ih, w_hh, b_ih, b_hh, w_hr, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b = weights
+    pre = (_layer_norm(_affine(x_t, w_ih, b_ih), ln_ih_w, ln_ih_b, eps)
+           + _layer_norm(_affine(_or(recurrent_input, h), w_hh, b_hh), ln_hh_w, ln_hh_b, eps))
+    i, f, g, o = pre.chunk(4, dim=1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c_next = f * c + i * g
+    h_next = o * torch.tanh(_layer_norm(c_next, ln_c_w, ln_c_b, eps))
+    if w_hr is not None:
+        h_next = h_next @ w_hr.T
+    return h_next, c_next
+
+
+def layernorm_gru_cell(x_t, state, weights, recurrent_input=None, *, eps):
+    """One layer-normalized GRU step: returns (h',).
+
+        gx = LN_ih(W_ih x + b_ih), gh = LN_hh(W_hh h + b_hh)   (each over the 3H row)
+        r = sigmoid(gx_r + gh_r), z = sigmoid(gx_z + gh_z)
+        n = tanh(gx_n + r * gh_n)
+        h' = (1 - z) * n + z * h
+    """
+    (h,) = state
+    w_ih, w_hh, b_ih, b_hh, _, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, _, _ = weights
+    x_r, x_z, x_n = _layer_norm(_affine(x_t, w_ih, b_ih), ln_ih_w, ln_ih_b, eps).chunk(3, dim=1)
+    h_r, h_z, h_n = _layer_norm(_affine(_or(recurrent_input, h), w_hh, b_hh),
+                                ln_hh_w, ln_hh_b, eps).chunk(3, dim=1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return ((1 - z) * n + z * h,)
+
+
+def layernorm_lstm_layer(x, state, weights, reverse=False, batch_sizes=None,
+                         regularization=None, *, eps):
+    """One layer-normalized LSTM layer in one direction (the layer interface)."""
+    cell = functools.partial(layernorm_lstm_cell, eps=eps)
+    return recurrent_layer(cell, x, state, weights, reverse, batch_sizes, regularization)
+
+
+def layernorm_gru_layer(x, state, weights, reverse=False, batch_sizes=None,
+                        regularization=None, *, eps):
+    """One layer-normalized GRU layer in one direction (the layer interface)."""
+    cell = functools.partial(layernorm_gru_cell, eps=eps)
+    return recurrent_layer(cell, x, state, weights, reverse, batch_sizes, regularization)

@@ -14,8 +14,9 @@ add them with torch.serialization.add_safe_globals, or load a state_dict.
 import torch
 
 from .cells import GRUCell, LSTMCell, RNNCell
+from .layernorm import LayerNormGRU, LayerNormLSTM
 from .modules import GRU, LSTM, RNN
 
-SAFE_CLASSES = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell)
+SAFE_CLASSES = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, LayerNormLSTM, LayerNormGRU)
 
 torch.serialization.add_safe_globals(list(SAFE_CLASSES))
