@@ -14,6 +14,8 @@ def main(argv=None):
         return _compare(argv[1:])
     if argv[:1] == ["latency"]:
         return _latency(argv[1:])
+    if argv[:1] == ["features"]:
+        return _features(argv[1:])
     return _run(argv)
 
 
@@ -66,12 +68,43 @@ def _latency(argv):
     return 0
 
 
+def _features(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench features",
+        description="What acts inside the recurrence: each regularizer against the plain "
+                    "layer, LayerNormLSTM/GRU against the reference's per-step loop and the "
+                    "plain fused layer (forward + backward, train mode).")
+    parser.add_argument("--group", nargs="+", choices=["regularization", "layernorm"],
+                        default=["regularization", "layernorm"])
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the layer-norm loop under torch.compile (slow)")
+    parser.add_argument("--min-run-time", type=float, default=0.5,
+                        help="seconds of timing per case and implementation (default 0.5)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="toy sizes, in seconds: checks the machinery (the tests)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"folder for the JSON file (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    from .features import print_features, run_features
+    from .report import write_json
+
+    document = run_features("tiny" if args.tiny else "full", args.group, args.min_run_time,
+                            args.compile, argv)
+    date = datetime.fromisoformat(document["date"])
+    path = args.out / f"features-{date:%Y%m%d-%H%M%S}.json"
+    write_json(document, path)
+    print_features(document)
+    print(f"\nresults: {path}")
+    return 0
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark fusedrnn against torch.nn. Filters take one or more values.",
         epilog="`python -m bench compare OLD.json NEW.json` compares two runs; "
-               "`python -m bench latency` times small batches (its own --help).")
+               "`python -m bench latency` times small batches and `python -m bench features` "
+               "the regularizers and layer-norm layers (each has its own --help).")
     parser.add_argument("--quick", action="store_true",
                         help="reduced grid (small and stream sizes, fp32), under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
