@@ -216,6 +216,11 @@ def _register(cell):
 
 for _cell in CELLS.values():
     _register(_cell)
+
+
+@torch.library.register_fake("fusedrnn::random_mask")
+def _random_mask_fake(seed, size, p):
+    return seed.new_empty(size, dtype=torch.bool)
 # Each cell's forward op, looked up once: a decoding loop calls it per token.
 _FORWARD_OPS = {name: getattr(_ops, f"{name}_layer_forward") for name in CELLS}
 

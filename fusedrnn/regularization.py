@@ -1,8 +1,8 @@
 """Regularization inside the recurrence: recurrent dropout, zoneout and
 weight drop, as module arguments of every fusedrnn layer (off by default).
 
-The masks are drawn here from torch's generator, per forward, for each
-(layer, direction) in order, and handed to the layer function, a kernel or
+The masks are drawn here (random_mask: a seed from torch's generator), per
+forward, for each (layer, direction) in order, and handed to the layer function, a kernel or
 fusedrnn.reference alike: the same seed gives the same masks, and so the
 same result, on either. The masks are bool tensors (a byte per unit), which
 is also what the backward keeps. reference.Regularization says what each
@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import _C
 from .reference import Regularization
 
 
@@ -54,7 +55,7 @@ def draw(settings, training, x, batch_sizes, out_size, hidden, has_cell_state):
         return Regularization(zoneout=settings.zoneout, cell_zoneout=cell_zoneout)
 
     def mask(shape, p_true):
-        return torch.rand(shape, device=x.device) < p_true
+        return random_mask(shape, p_true, x.device)
 
     reg = Regularization()
     if settings.recurrent_dropout > 0:
@@ -71,12 +72,30 @@ def draw(settings, training, x, batch_sizes, out_size, hidden, has_cell_state):
     return reg
 
 
+# Devices with a random_mask kernel; elsewhere torch's bernoulli_ draws the
+# masks (reproducible under a seed too, but other bits).
+_MASK_KERNEL_DEVICES = ("cpu", "cuda") if _C.build_info()["cuda"] else ("cpu",)
+
+
+def random_mask(shape, p_true, device):
+    """A bool mask of `shape`, True with probability p_true. Its seed comes
+    from torch's generator of `device` (torch.manual_seed reproduces it);
+    the units are then counter-based random numbers (csrc/core/random_mask.h),
+    a few integer operations each, on every core, instead of one call each
+    into the generator."""
+    device = torch.device(device)
+    if device.type not in _MASK_KERNEL_DEVICES:
+        return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(p_true)
+    seed = torch.randint(0, 2**62, (1,), dtype=torch.int64, device=device)
+    return torch.ops.fusedrnn.random_mask(seed, list(shape), float(p_true))
+
+
 def drop_weight(w_hh, p, training):
     """Weight drop (DropConnect on W_hh, as AWD-LSTM): in training each
     element of W_hh is zeroed with probability p and the rest scaled by
     1 / (1 - p), one mask per forward; W_hh itself in eval."""
     if not training or p == 0:
         return w_hh
-    keep = torch.rand(w_hh.shape, device=w_hh.device) < 1 - p
+    keep = random_mask(w_hh.shape, 1 - p, w_hh.device)
     # torch.where keeps only the bool mask for its backward.
     return torch.where(keep, w_hh * (1 / (1 - p)), 0.0)

@@ -351,3 +351,56 @@ def test_revert_and_onnx_refuse_what_nn_cannot_express(tmp_path):
     model = fusedrnn.GRU(3, 4, zoneout=0.1).eval()
     with pytest.raises(Exception, match="zoneout"):
         torch.onnx.export(model, (torch.randn(2, 1, 3),), str(tmp_path / "m.onnx"), dynamo=False)
+
+
+# ---- the masks' random numbers ----
+
+def test_random_mask_reproducible_thread_independent_and_fair():
+    shape = (64, 33, 100)
+    torch.manual_seed(3)
+    a = regularization.random_mask(shape, 0.3, "cpu")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(3)
+        b = regularization.random_mask(shape, 0.3, "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert a.dtype == torch.bool and a.shape == shape
+    assert torch.equal(a, b)
+    assert not torch.equal(a, regularization.random_mask(shape, 0.3, "cpu"))
+    n = a.numel()
+    assert abs(a.float().mean().item() - 0.3) < 5 * (0.3 * 0.7 / n) ** 0.5
+    # Neighbouring units are independent: the pair (unit, next unit) is
+    # (True, True) at p^2.
+    flat = a.flatten()
+    both = (flat[:-1] & flat[1:]).float().mean().item()
+    assert abs(both - 0.09) < 5 * (0.09 * 0.91 / n) ** 0.5
+    assert regularization.random_mask((5, 7), 0.0, "cpu").sum() == 0
+    assert regularization.random_mask((5, 7), 1.0, "cpu").all()
+
+
+def test_random_mask_op():
+    seed = torch.tensor([12345])
+    torch.library.opcheck(torch.ops.fusedrnn.random_mask.default, (seed, [4, 5], 0.5))
+    with pytest.raises(RuntimeError, match="seed"):
+        torch.ops.fusedrnn.random_mask(torch.tensor([1.0]), [3], 0.5)
+    with pytest.raises(RuntimeError, match="p must be"):
+        torch.ops.fusedrnn.random_mask(seed, [3], 1.5)
+
+
+def test_compile_fullgraph_with_regularization():
+    """torch.compile traces the mask drawing and the ops; under inductor the
+    seed comes from inductor's own generator (as for F.dropout), so a
+    compiled run is reproducible under a seed but draws other masks than
+    eager."""
+    model = fusedrnn.GRU(4, 8, recurrent_dropout=0.2, zoneout=0.1, weight_drop=0.3)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(5, 3, 4)
+    torch.manual_seed(0)
+    first = compiled(x)[0]
+    torch.manual_seed(0)
+    second = compiled(x)[0]
+    assert torch.equal(first, second)
+    first.sum().backward()
+    assert model.weight_hh_l0.grad is not None

@@ -65,6 +65,10 @@ std::string backward_schema(const std::string& name) {
 }  // namespace
 
 TORCH_LIBRARY(fusedrnn, m) {
+  // A bool mask of `size`, true with probability p, from a one-element
+  // int64 seed on the mask's device (core/random_mask.h): the masks of
+  // recurrent dropout, zoneout and weight drop.
+  m.def("random_mask(Tensor seed, SymInt[] size, float p) -> Tensor");
 #define FUSEDRNN_DEFINE_OPS(name, Cell, ...) \
   m.def(forward_schema(#name).c_str());       \
   m.def(backward_schema(#name).c_str());

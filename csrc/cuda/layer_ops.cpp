@@ -1,5 +1,7 @@
 // The CUDA kernels of the layer ops (schemas: core/schemas.cpp).
 #include "../core/layer_ops.h"
+#include "../core/random_mask.h"
+#include "random_mask.h"
 #include "stepwise_executor.h"
 
 namespace fusedrnn::cuda {
@@ -8,8 +10,32 @@ std::vector<std::string> kernel_dtypes() {
   return served_dtype_list<StepwiseExecutor>();
 }
 
+namespace {
+
+at::Tensor random_mask(const at::Tensor& seed, c10::SymIntArrayRef sym_size,
+                       double p) {
+  TORCH_CHECK(seed.is_cuda() && seed.scalar_type() == at::kLong &&
+                  seed.numel() == 1,
+              "fusedrnn.random_mask: expected a one-element int64 seed on the "
+              "GPU, got ", seed.scalar_type(), " of size ", seed.sizes(),
+              " on ", seed.device());
+  TORCH_CHECK(p >= 0 && p <= 1, "fusedrnn.random_mask: p must be in [0, 1], got ",
+              p);
+  const c10::cuda::CUDAGuard guard(seed.device());
+  at::Tensor mask = at::empty(C10_AS_INTARRAYREF_SLOW(sym_size),
+                              seed.options().dtype(at::kBool));
+  launch_random_mask(seed.contiguous().data_ptr<int64_t>(), mask_threshold(p),
+                     mask.data_ptr<bool>(), mask.numel(),
+                     at::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return mask;
+}
+
+}  // namespace
+
 TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
   register_layer_ops<StepwiseExecutor>(m);
+  m.impl("random_mask", &random_mask);
 }
 
 }  // namespace fusedrnn::cuda
