@@ -404,3 +404,30 @@ def test_compile_fullgraph_with_regularization():
     assert torch.equal(first, second)
     first.sum().backward()
     assert model.weight_hh_l0.grad is not None
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_opcheck_with_masks(training):
+    """The forward and backward ops with every regularization argument:
+    schema, fake kernel, autograd registration (torch.library.opcheck)."""
+    torch.manual_seed(0)
+    T, B, I, H = 4, 3, 5, 6
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    w_ih = torch.randn(4 * H, I, dtype=torch.float64, requires_grad=True)
+    w_hh = torch.randn(4 * H, H, dtype=torch.float64, requires_grad=True)
+    if training:
+        reg = (torch.rand(B, H) < 0.7, 0.3, torch.rand(T, B, H) < 0.2, 0.2,
+               torch.rand(T, B, H) < 0.4, 0.4)
+    else:
+        reg = (None, 0.0, None, 0.2, None, 0.4)
+    args = (x, h0, c0, w_ih, w_hh, None, None, None, None, False, *reg)
+    torch.library.opcheck(torch.ops.fusedrnn.lstm_layer_forward.default, args)
+    with torch.no_grad():
+        y, h_n, c_n, saved, cells = torch.ops.fusedrnn.lstm_layer_forward(*args)
+    plain = [t.detach() for t in (x, h0, c0, w_ih, w_hh)]
+    torch.library.opcheck(
+        torch.ops.fusedrnn.lstm_layer_backward.default,
+        (torch.randn_like(y), torch.randn_like(h_n), torch.randn_like(c_n), *plain, None, None,
+         y, saved, cells, False, True, *reg))
