@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import reference
-from .modules import LSTM
+from .modules import LstmStates
 from .onnx_export import exporting_to_onnx
 from .rnn_base import FusedRNNBase
 
@@ -121,7 +121,7 @@ class _LayerNormRNNBase(FusedRNNBase):
         return extra
 
 
-class LayerNormLSTM(_LayerNormRNNBase):
+class LayerNormLSTM(LstmStates, _LayerNormRNNBase):
     """A layer-normalized LSTM with torch.nn.LSTM's arguments, inputs and
     outputs (proj_size included), plus keyword-only `layernorm_eps` (default
     1e-5) and FusedRNNBase's `residual`, `recurrent_dropout`, `zoneout`,
@@ -140,16 +140,6 @@ class LayerNormLSTM(_LayerNormRNNBase):
                          layernorm_eps=layernorm_eps, residual=residual,
                          recurrent_dropout=recurrent_dropout, zoneout=zoneout,
                          cell_zoneout=cell_zoneout, weight_drop=weight_drop)
-
-    # The (h, c) states, their checks and messages: fusedrnn.LSTM's own
-    # functions, shared rather than copied (none of them calls super()).
-    _state_sizes = LSTM._state_sizes
-    _states = LSTM._states
-    _hx = LSTM._hx
-    _check_state_dims = LSTM._check_state_dims
-    get_expected_cell_size = LSTM.get_expected_cell_size
-    check_forward_args = LSTM.check_forward_args
-    permute_hidden = LSTM.permute_hidden
 
 
 class LayerNormGRU(_LayerNormRNNBase):

@@ -1,27 +1,20 @@
 """fusedrnn.LSTM, GRU and RNN: drop-in replacements for their torch.nn twins.
 
 Same constructors, parameters, inputs, outputs and errors; the shared
-machinery is in rnn_base.py. One keyword argument more than torch.nn:
-`residual` (default False), residual connections between stacked layers
-(FusedRNNBase's docstring).
+machinery is in rnn_base.py. Keyword arguments beyond torch.nn's, all off
+by default (FusedRNNBase's docstring): `residual`, residual connections
+between stacked layers, and `recurrent_dropout`, `zoneout`, `cell_zoneout`
+(LSTM) and `weight_drop`, regularization inside the recurrence.
 """
 from .rnn_base import FusedRNNBase
 
 _NO_PROJECTION = "proj_size argument is only supported for LSTM, not RNN or GRU"
 
 
-class LSTM(FusedRNNBase):
-    """Drop-in for torch.nn.LSTM, plus `residual=True`: every layer but the
-    first adds its input to its output (see FusedRNNBase)."""
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
-                 residual=False, recurrent_dropout=0.0, zoneout=0.0, cell_zoneout=0.0,
-                 weight_drop=0.0):
-        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, proj_size, device, dtype, residual=residual,
-                         recurrent_dropout=recurrent_dropout, zoneout=zoneout,
-                         cell_zoneout=cell_zoneout, weight_drop=weight_drop)
+class LstmStates:
+    """The LSTM's two states (h, c): their sizes, checks and torch.nn's
+    messages, for fusedrnn.LSTM and LayerNormLSTM (mixed in before
+    FusedRNNBase, whose single-state versions these replace)."""
 
     def _state_sizes(self):
         return (self.proj_size or self.hidden_size, self.hidden_size)
@@ -54,6 +47,20 @@ class LSTM(FusedRNNBase):
         if permutation is None:
             return hx
         return tuple(state.index_select(1, permutation) for state in hx)
+
+
+class LSTM(LstmStates, FusedRNNBase):
+    """Drop-in for torch.nn.LSTM, plus `residual=True`: every layer but the
+    first adds its input to its output (see FusedRNNBase)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
+                 residual=False, recurrent_dropout=0.0, zoneout=0.0, cell_zoneout=0.0,
+                 weight_drop=0.0):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, device, dtype, residual=residual,
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                         cell_zoneout=cell_zoneout, weight_drop=weight_drop)
 
 
 class GRU(FusedRNNBase):
