@@ -1,14 +1,16 @@
 """fusedrnn.LSTMCell, GRUCell and RNNCell: one-step drop-ins for the nn cells.
 
-For decoding loops that call one step at a time from Python. Each step runs
-the layer kernel with a single time step, so the gates are fused exactly as
-in the sequence layers. They subclass their nn twins, inheriting the
-constructor, parameters and initialisation.
+For decoding loops that call one step at a time from Python. On the CPU a
+step runs its own kernel, which reads the weights once in place and applies
+the cell's math as each unit's gates are summed (_cell_ops.py); on other
+devices the layer kernel with a single time step. Either way the gate math
+is the sequence layers' own (csrc/cells/). They subclass their nn twins,
+inheriting the constructor, parameters and initialisation.
 """
 import torch
 from torch import nn
 
-from . import _ops
+from . import _cell_ops, _ops
 from .cell_table import CELLS
 from .onnx_export import exporting_to_onnx, nn_forward
 
@@ -80,9 +82,9 @@ def _step(cell, input, hx, name, kind):
             states, weights = tuple(map(cast, states)), tuple(map(cast, weights))
         if autocast_off:
             with torch.autocast(input.device.type, enabled=False):
-                _, new_states = _ops.kernel_layer(kind, input.unsqueeze(0), states, weights)
+                new_states = _cell_ops.step(kind, input, states, weights)
         else:
-            _, new_states = _ops.kernel_layer(kind, input.unsqueeze(0), states, weights)
+            new_states = _cell_ops.step(kind, input, states, weights)
     if any(state.dtype != result_dtype for state in new_states):
         new_states = tuple(state.to(result_dtype) for state in new_states)
     if not batched:
