@@ -82,9 +82,13 @@ def _register(cell):
         steps, y = input.unsqueeze(0), h.unsqueeze(0)
         if cell.saved_is_output:
             saved = y.to(_ops._saved_dtype(input))
-        (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-         _) = backward_op(None, grad_h, grad_c, steps, h0, c0, w_ih, w_hh, None, None, y,
-                          saved, cells, False, ctx.needs_input_grad[0])
+        # Below autograd: grad mode is off here, and the backward op's own
+        # autograd kernel (register_autograd's, in Python) would only
+        # redispatch, at about 20 us a call on the test machine.
+        with torch._C._AutoDispatchBelowADInplaceOrView():
+            (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+             _) = backward_op(None, grad_h, grad_c, steps, h0, c0, w_ih, w_hh, None, None, y,
+                              saved, cells, False, ctx.needs_input_grad[0])
         if not ctx.has_bias:
             grad_b_ih = grad_b_hh = None
         elif not cell.split_recurrent_grad:
@@ -99,11 +103,30 @@ def _register(cell):
     # autocast off.)
     torch.library.register_autocast(name, "cpu", torch.float32)
 
+    # The same autograd formula as a plain autograd.Function, for the cells'
+    # eager steps that need a gradient: the generic wrapper register_autograd
+    # installs re-reads the op's schema on every call (filling in defaults),
+    # about 20 us per step on the test machine, and so would a Function with
+    # a setup_context of its own (it binds its arguments with inspect); one
+    # whose forward takes ctx costs about 4. torch.compile, torch.export,
+    # torch.func and direct calls of the op use the registered formula.
+    op = getattr(_fusedrnn, f"{cell.name}_cell_step").default
 
+    def forward(ctx, *args):
+        with torch._C._AutoDispatchBelowADInplaceOrView():
+            output = op(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    return op, type(f"{cell.name}_cell_step_function", (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
+# Each cell's step op and its eager autograd.Function, looked up once: a
+# decoding loop calls them per token.
+_STEP_OPS, _STEP_FUNCTIONS = {}, {}
 for _cell in CELLS.values():
-    _register(_cell)
-# Each cell's step op, looked up once: a decoding loop calls it per token.
-_STEP_OPS = {name: getattr(_fusedrnn, f"{name}_cell_step").default for name in CELLS}
+    _STEP_OPS[_cell.name], _STEP_FUNCTIONS[_cell.name] = _register(_cell)
 
 
 def step(cell, input, states, weights):
@@ -111,23 +134,24 @@ def step(cell, input, states, weights):
     batched input (B, I) in a dtype the kernels compute, states (h,) or (h, c)
     and weights (w_ih, w_hh, b_ih, b_hh, w_hr) with w_hr None. Returns the new
     states, (h',) or (h', c')."""
-    if input.device.type != "cpu":
+    if not input.is_cpu:
         _, new_states = _ops.kernel_layer(cell, input.unsqueeze(0), states, weights)
         return new_states
     h0 = states[0]
     c0 = states[1] if cell.cell_state else None
     w_ih, w_hh, b_ih, b_hh, _ = weights
-    op = _STEP_OPS[cell.name]
-    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and _any_requires_grad(
-            input, h0, c0, w_ih, w_hh, b_ih, b_hh)):
-        h, c, _, _ = op(input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        # The op as registered: its fake kernel and autograd formula.
+        h, c, _, _ = _STEP_OPS[cell.name](input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    elif torch.is_grad_enabled() and _any_requires_grad(input, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        h, c, _, _ = _STEP_FUNCTIONS[cell.name].apply(input, h0, c0, w_ih, w_hh, b_ih, b_hh)
     else:
         # Nothing to differentiate: straight to the CPU kernel, past the
         # Python autograd kernel that register_autograd installs (it would
         # only find that no gradient is needed, at a few microseconds per
-        # token). torch.compile traces the plain call above instead.
+        # token).
         with torch._C._AutoDispatchBelowADInplaceOrView():
-            h, c, _, _ = op(input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+            h, c, _, _ = _STEP_OPS[cell.name](input, h0, c0, w_ih, w_hh, b_ih, b_hh)
     return (h, c) if cell.cell_state else (h,)
 
 
