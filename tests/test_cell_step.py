@@ -118,6 +118,20 @@ def test_op_matches_nn_reference_and_layer(name, dtype, B, H, I, bias):
         torch.testing.assert_close(c, c_n, atol=tolerance, rtol=tolerance)
 
 
+def test_large_weights_run_dot_products_past_16_rows():
+    """With 4 MiB of weights or more the dot products take batches up to 64
+    rows (cpu/cell_step.cpp): 21 rows, five passes of four and one of one."""
+    torch.manual_seed(0)
+    args = _args("rnn_tanh", 21, 800, 700, torch.float32)
+    assert sum(t.numel() for t in args[3:5]) * 4 >= 4 << 20
+    h, _, saved, _ = torch.ops.fusedrnn.rnn_tanh_cell_step(*args)
+    x, h0, _, w_ih, w_hh, b_ih, b_hh = args
+    _, h_n, _, layer_saved, _ = torch.ops.fusedrnn.rnn_tanh_layer_forward(
+        x.unsqueeze(0), h0, None, w_ih, w_hh, b_ih, b_hh, None, None, False)
+    torch.testing.assert_close(h, h_n, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(saved, layer_saved, atol=2e-5, rtol=2e-5)
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_op_reads_strided_arguments(name):
     """Transposed weights, a broadcast state and a sliced input: copied where

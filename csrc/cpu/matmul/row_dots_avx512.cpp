@@ -34,6 +34,55 @@ namespace fusedrnn::cpu {
 
 namespace {
 
+// The lane sums of 16 float accumulators as one vector, lane i holding
+// acc[i]'s, in 15 additions (instead of 16 reductions of 4 each): halves
+// of pairs are added (8 vectors of two accumulators' 8 partial sums), then
+// quarters (4 vectors of four accumulators' 4 partial sums, one per
+// 128-bit lane), then within the 128-bit lanes. That leaves lane 4q + j
+// holding accumulator 4j + q's sum, so the accumulators go in transposed.
+FUSEDRNN_AVX512 __m512 float_totals(const __m512 (&acc)[16]) {
+  __m512 a[16];
+  for (int q = 0; q < 4; ++q) {
+    for (int j = 0; j < 4; ++j) a[4 * j + q] = acc[4 * q + j];
+  }
+  __m512 halves[8], quarters[4];
+  for (int k = 0; k < 8; ++k) {
+    halves[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0x44),
+                              _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0xEE));
+  }
+  for (int k = 0; k < 4; ++k) {
+    quarters[k] =
+        _mm512_add_ps(_mm512_shuffle_f32x4(halves[2 * k], halves[2 * k + 1], 0x88),
+                      _mm512_shuffle_f32x4(halves[2 * k], halves[2 * k + 1], 0xDD));
+  }
+  const __m512 pairs0 = _mm512_add_ps(_mm512_unpacklo_ps(quarters[0], quarters[1]),
+                                      _mm512_unpackhi_ps(quarters[0], quarters[1]));
+  const __m512 pairs1 = _mm512_add_ps(_mm512_unpacklo_ps(quarters[2], quarters[3]),
+                                      _mm512_unpackhi_ps(quarters[2], quarters[3]));
+  const __m512d p0 = _mm512_castps_pd(pairs0), p1 = _mm512_castps_pd(pairs1);
+  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)),
+                       _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
+}
+
+// The same for 8 double accumulators acc[first, first + 8): lane 2q + j
+// ends up with accumulator 4j + q's sum, so again they go in transposed.
+FUSEDRNN_AVX512 __m512d double_totals(const __m512d (&acc)[16], int first) {
+  __m512d a[8];
+  for (int q = 0; q < 4; ++q) {
+    for (int j = 0; j < 2; ++j) a[4 * j + q] = acc[first + 2 * q + j];
+  }
+  __m512d halves[4];
+  for (int k = 0; k < 4; ++k) {
+    halves[k] = _mm512_add_pd(_mm512_shuffle_f64x2(a[2 * k], a[2 * k + 1], 0x44),
+                              _mm512_shuffle_f64x2(a[2 * k], a[2 * k + 1], 0xEE));
+  }
+  const __m512d q0 = _mm512_add_pd(_mm512_shuffle_f64x2(halves[0], halves[1], 0x88),
+                                   _mm512_shuffle_f64x2(halves[0], halves[1], 0xDD));
+  const __m512d q1 = _mm512_add_pd(_mm512_shuffle_f64x2(halves[2], halves[3], 0x88),
+                                   _mm512_shuffle_f64x2(halves[2], halves[3], 0xDD));
+  return _mm512_add_pd(_mm512_unpacklo_pd(q0, q1), _mm512_unpackhi_pd(q0, q1));
+}
+
 // How the kernels load, multiply and sum an element type: kDepth elements
 // per chunk, in a Vec of compute-type lanes.
 struct FloatLanes {
@@ -51,7 +100,10 @@ struct FloatLanes {
   FUSEDRNN_AVX512 static Vec fma(Vec w, Vec v, Vec acc) {
     return _mm512_fmadd_ps(w, v, acc);
   }
-  FUSEDRNN_AVX512 static Out total(Vec acc) { return _mm512_reduce_add_ps(acc); }
+  // out[i] = the sum of acc[i]'s lanes, for 16 accumulators.
+  FUSEDRNN_AVX512 static void totals(const Vec (&acc)[16], Out* out) {
+    _mm512_storeu_ps(out, float_totals(acc));
+  }
 };
 
 struct DoubleLanes {
@@ -67,7 +119,10 @@ struct DoubleLanes {
   FUSEDRNN_AVX512 static Vec fma(Vec w, Vec v, Vec acc) {
     return _mm512_fmadd_pd(w, v, acc);
   }
-  FUSEDRNN_AVX512 static Out total(Vec acc) { return _mm512_reduce_add_pd(acc); }
+  FUSEDRNN_AVX512 static void totals(const Vec (&acc)[16], Out* out) {
+    _mm512_storeu_pd(out, double_totals(acc, 0));
+    _mm512_storeu_pd(out + 8, double_totals(acc, 8));
+  }
 };
 
 struct BFloat16Lanes {
@@ -94,7 +149,9 @@ struct BFloat16Lanes {
   FUSEDRNN_AVX512 static Vec fma(Vec w, Vec v, Vec acc) {
     return _mm512_fmadd_ps(w, v, acc);
   }
-  FUSEDRNN_AVX512 static Out total(Vec acc) { return _mm512_reduce_add_ps(acc); }
+  FUSEDRNN_AVX512 static void totals(const Vec (&acc)[16], Out* out) {
+    _mm512_storeu_ps(out, float_totals(acc));
+  }
 };
 
 // Dot products of rows [0, rows) (rows <= kRows) of w with kVectors
@@ -136,9 +193,19 @@ FUSEDRNN_AVX512_KERNEL void dots(int64_t rows, const typename L::T* w,
       }
     }
   }
-  for (int r = 0; r < kRows; ++r) {
-    if (r >= rows) break;
-    for (int b = 0; b < kVectors; ++b) out[b * ldo + r] = L::total(acc[r][b]);
+  // Every accumulator's lane sum at once (with zeros to make 16), in the
+  // order vector by vector, row by row.
+  Vec flat[16];
+  for (int b = 0; b < kVectors; ++b) {
+    for (int r = 0; r < kRows; ++r) flat[b * kRows + r] = acc[r][b];
+  }
+  for (int i = kRows * kVectors; i < 16; ++i) flat[i] = L::zero();
+  typename L::Out sums[16];
+  L::totals(flat, sums);
+  for (int b = 0; b < kVectors; ++b) {
+    for (int r = 0; r < kRows; ++r) {
+      if (r < rows) out[b * ldo + r] = sums[b * kRows + r];
+    }
   }
 }
 
