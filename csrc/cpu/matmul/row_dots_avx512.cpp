@@ -156,13 +156,19 @@ struct BFloat16Lanes {
 
 // Dot products of rows [0, rows) (rows <= kRows) of w with kVectors
 // vectors. Rows past `rows` repeat the last one (cached, and not stored),
-// so that the loops keep their constant trip counts.
+// so that the loops keep their constant trip counts. The rows are read
+// kStream at a time, each group over the whole depth: fewer concurrent
+// streams than 16 rows at once keep the hardware prefetchers ahead (at
+// batch 1, H = 256 to 1024, one thread: 4 rows at a time read 10-40%
+// faster than 16 on the test machine).
 template <class L, int kRows, int kVectors>
 FUSEDRNN_AVX512_KERNEL void dots(int64_t rows, const typename L::T* w,
                                  int64_t ldw, const typename L::T* v,
                                  int64_t ldv, int64_t depth,
                                  typename L::Out* out, int64_t ldo) {
   using Vec = typename L::Vec;
+  constexpr int kStream = kRows <= 5 ? kRows : 4;
+  static_assert(kRows % kStream == 0);
   const typename L::T* row[kRows];
   for (int r = 0; r < kRows; ++r) {
     row[r] = w + std::min<int64_t>(r, rows - 1) * ldw;
@@ -171,25 +177,30 @@ FUSEDRNN_AVX512_KERNEL void dots(int64_t rows, const typename L::T* w,
   for (int r = 0; r < kRows; ++r) {
     for (int b = 0; b < kVectors; ++b) acc[r][b] = L::zero();
   }
-  int64_t k = 0;
-  for (; k + L::kDepth <= depth; k += L::kDepth) {
-    Vec vec[kVectors];
-    for (int b = 0; b < kVectors; ++b) vec[b] = L::load(v + b * ldv + k);
-    for (int r = 0; r < kRows; ++r) {
-      const Vec w_chunk = L::load(row[r] + k);
-      for (int b = 0; b < kVectors; ++b) {
-        acc[r][b] = L::fma(w_chunk, vec[b], acc[r][b]);
+  // (Unrolled, so that acc[][] has constant indices and stays in registers.)
+#pragma GCC unroll 16
+  for (int r0 = 0; r0 < kRows; r0 += kStream) {
+    if (r0 >= rows) continue;
+    int64_t k = 0;
+    for (; k + L::kDepth <= depth; k += L::kDepth) {
+      Vec vec[kVectors];
+      for (int b = 0; b < kVectors; ++b) vec[b] = L::load(v + b * ldv + k);
+      for (int r = r0; r < r0 + kStream; ++r) {
+        const Vec w_chunk = L::load(row[r] + k);
+        for (int b = 0; b < kVectors; ++b) {
+          acc[r][b] = L::fma(w_chunk, vec[b], acc[r][b]);
+        }
       }
     }
-  }
-  if (k < depth) {
-    const int64_t n = depth - k;
-    Vec vec[kVectors];
-    for (int b = 0; b < kVectors; ++b) vec[b] = L::load(v + b * ldv + k, n);
-    for (int r = 0; r < kRows; ++r) {
-      const Vec w_chunk = L::load(row[r] + k, n);
-      for (int b = 0; b < kVectors; ++b) {
-        acc[r][b] = L::fma(w_chunk, vec[b], acc[r][b]);
+    if (k < depth) {
+      const int64_t n = depth - k;
+      Vec vec[kVectors];
+      for (int b = 0; b < kVectors; ++b) vec[b] = L::load(v + b * ldv + k, n);
+      for (int r = r0; r < r0 + kStream; ++r) {
+        const Vec w_chunk = L::load(row[r] + k, n);
+        for (int b = 0; b < kVectors; ++b) {
+          acc[r][b] = L::fma(w_chunk, vec[b], acc[r][b]);
+        }
       }
     }
   }
