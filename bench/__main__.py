@@ -45,6 +45,9 @@ def _latency(argv):
                         help="seconds of timing per case and implementation (default 0.5)")
     parser.add_argument("--skip", nargs="+", default=[], choices=["onnxruntime", "torch-int8"],
                         help="peers not to time")
+    parser.add_argument("--kind", nargs="+", choices=["step", "layer", "decode"],
+                        help="kinds of case to run (default all): step (the one-step "
+                             "cells), layer (batch-1 streams), decode (the decoding loop)")
     parser.add_argument("--tiny", action="store_true",
                         help="every case at toy sizes, in seconds: checks the machinery "
                              "(the tests); its timings mean nothing")
@@ -59,7 +62,7 @@ def _latency(argv):
     from .report import write_json
 
     document = run_latency("tiny" if args.tiny else "full", args.threads, args.min_run_time,
-                           args.skip, argv)
+                           args.skip, argv, kinds=args.kind)
     date = datetime.fromisoformat(document["date"])
     path = args.out / f"latency-{date:%Y%m%d-%H%M%S}.json"
     write_json(document, path)

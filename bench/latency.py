@@ -24,11 +24,13 @@ from .run import Progress
 TINY_MATMUL_N = 256  # the tiny scale's timings mean nothing; save the tests a second
 
 
-def run_latency(scale_name, thread_counts, min_run_time, skip, argv):
-    """The JSON-ready document of one run of the group; progress on stderr."""
+def run_latency(scale_name, thread_counts, min_run_time, skip, argv, kinds=None):
+    """The JSON-ready document of one run of the group (of its cases of the
+    kinds `kinds`, default all); progress on stderr."""
     started = datetime.now(timezone.utc)
     environment = describe()
-    cases = latency_cases(SCALES[scale_name])
+    cases = [case for case in latency_cases(SCALES[scale_name])
+             if kinds is None or case.kind in kinds]
     unavailable = {} if onnx_peer.available() else {
         "onnxruntime": "onnx or onnxruntime not importable (pip install 'fusedrnn[onnx]')"}
     progress = Progress(len(cases) * len(thread_counts))
@@ -53,6 +55,7 @@ def run_latency(scale_name, thread_counts, min_run_time, skip, argv):
     return {"schema": 1, "group": "latency", "date": started.isoformat(timespec="seconds"),
             "argv": argv, **environment,
             "settings": {"scale": scale_name, "threads": list(thread_counts),
+                         "kinds": list(kinds) if kinds else ["step", "layer", "decode"],
                          "min_run_time_s": min_run_time,
                          "implementations": [name for name in PEERS
                                              if name not in skip and name not in unavailable],

@@ -1,14 +1,16 @@
 """fusedrnn.LSTMCell, GRUCell and RNNCell: one-step drop-ins for the nn cells.
 
-For decoding loops that call one step at a time from Python. Each step runs
-the layer kernel with a single time step, so the gates are fused exactly as
-in the sequence layers. They subclass their nn twins, inheriting the
-constructor, parameters and initialisation.
+For decoding loops that call one step at a time from Python. On the CPU a
+step runs its own kernel, which reads the weights once in place and applies
+the cell's math as each unit's gates are summed (_cell_ops.py); on other
+devices the layer kernel with a single time step. Either way the gate math
+is the sequence layers' own (csrc/cells/). They subclass their nn twins,
+inheriting the constructor, parameters and initialisation.
 """
 import torch
 from torch import nn
 
-from . import _ops
+from . import _cell_ops, _ops
 from .cell_table import CELLS
 from .onnx_export import exporting_to_onnx, nn_forward
 
@@ -63,9 +65,31 @@ def _step(cell, input, hx, name, kind):
         states = (zeros,) * state_count
     elif not batched:
         states = tuple(state.unsqueeze(0) for state in states)
-    _check_step(input, states, cell.weight_ih, cell.input_size, cell.hidden_size)
+    weights = _parameters(cell)
+    expected = (input.shape[0], cell.hidden_size)
+    if not (input.dtype == weights[0].dtype and input.shape[1] == cell.input_size
+            and states[0].shape == expected
+            and (state_count == 1 or states[1].shape == expected)):
+        # (The checks one by one, for nn's message, only when one fails:
+        # they cost a few microseconds per token.)
+        _check_step(input, states, weights[0], cell.input_size, cell.hidden_size)
 
-    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, None)
+    if (input.is_cpu and input.dtype in _ops._KERNEL_DTYPES.get("cpu", ())
+            and not torch.is_autocast_enabled("cpu")):
+        # What _ops.dtypes plans without autocast on a kernel dtype, without
+        # building the plan: the kernel computes in the input's dtype and
+        # returns its results in it.
+        new_states = _cell_ops.step(kind, input, states, weights)
+    else:
+        new_states = _step_in(kind, input, states, weights, name)
+    if not batched:
+        new_states = tuple(state.squeeze(0) for state in new_states)
+    return new_states if state_count == 2 else new_states[0]
+
+
+def _step_in(kind, input, states, weights, name):
+    """_step's kernel or reference call for every dtype plan (_ops.dtypes):
+    the casts, autocast, and the results in torch.nn's dtype."""
     compute_dtype, result_dtype, _, autocast_off = _ops.dtypes(input, name)
     if compute_dtype is None:
         new_states = kind.reference_cell(input, states, weights)
@@ -80,14 +104,25 @@ def _step(cell, input, hx, name, kind):
             states, weights = tuple(map(cast, states)), tuple(map(cast, weights))
         if autocast_off:
             with torch.autocast(input.device.type, enabled=False):
-                _, new_states = _ops.kernel_layer(kind, input.unsqueeze(0), states, weights)
+                new_states = _cell_ops.step(kind, input, states, weights)
         else:
-            _, new_states = _ops.kernel_layer(kind, input.unsqueeze(0), states, weights)
+            new_states = _cell_ops.step(kind, input, states, weights)
     if any(state.dtype != result_dtype for state in new_states):
         new_states = tuple(state.to(result_dtype) for state in new_states)
-    if not batched:
-        new_states = tuple(state.squeeze(0) for state in new_states)
-    return new_states if state_count == 2 else new_states[0]
+    return new_states
+
+
+def _parameters(cell):
+    """(weight_ih, weight_hh, bias_ih, bias_hh, None) of the cell, from its
+    parameter dict: nn.Module.__getattr__ would find them there at about a
+    microsecond a name (on the test machine). Through the attributes where
+    they are not plain parameters (parametrized, weight-normed)."""
+    params = cell._parameters
+    try:
+        return (params["weight_ih"], params["weight_hh"], params["bias_ih"],
+                params["bias_hh"], None)
+    except KeyError:
+        return (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, None)
 
 
 class LSTMCell(nn.LSTMCell):

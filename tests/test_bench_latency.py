@@ -93,6 +93,17 @@ def test_latency_restores_the_thread_count(monkeypatch):
     assert [case["threads"] for case in document["cases"]] == [1, 2]
 
 
+def test_latency_runs_the_kinds_asked_for(monkeypatch):
+    from bench import latency
+
+    # The first step case and the decoding loop, of which only the step runs.
+    cases = latency_cases(SCALES["tiny"])
+    monkeypatch.setattr(latency, "latency_cases", lambda scale: [cases[0], cases[-1]])
+    document = latency.run_latency("tiny", [1], 0.001, ["onnxruntime"], [], kinds=["step"])
+    assert [case["kind"] for case in document["cases"]] == ["step"]
+    assert document["settings"]["kinds"] == ["step"]
+
+
 def test_compare_reads_latency_runs(tiny_latency, tmp_path, capsys):
     """`python -m bench compare` works on two latency files as on grid runs."""
     from bench.compare import compare

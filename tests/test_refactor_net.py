@@ -176,9 +176,12 @@ KERNEL_CASES = {
 
 
 def _fused_calls(recorder, direction):
-    """The fused ops (fusedrnn.*) recorded whose name says `direction`."""
+    """The fused ops (fusedrnn.*) recorded whose name says `direction`; a
+    cell's one-step op (<cell>_cell_step, the cells' forward on the CPU)
+    counts as a forward."""
     return [(name, args) for name, args in recorder.calls
-            if name.startswith("fusedrnn.") and direction in name]
+            if name.startswith("fusedrnn.")
+            and (direction in name or (direction == "forward" and "_cell_step" in name))]
 
 
 def _tensor_dtypes(args):

@@ -26,6 +26,14 @@ struct RegularizationInputs {
   double cell_zoneout;
 };
 
+// Neither recurrent dropout nor zoneout: torch.nn's layer.
+inline const RegularizationInputs& no_regularization() {
+  static const OptionalTensor kNone;
+  static const RegularizationInputs kNoRegularization{kNone, 0, kNone,
+                                                      0,     kNone, 0};
+  return kNoRegularization;
+}
+
 // The arguments every layer op takes; c0 only where the cell has a cell
 // state, w_hr only with a projection (LSTM).
 struct LayerInputs {

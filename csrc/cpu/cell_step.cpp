@@ -1,0 +1,137 @@
+// The CPU kernels of the one-step cell ops (schemas: core/cell_schemas.cpp):
+// argument checks, then cell_step.h for small batches, the layer function
+// with one step for large ones.
+#include "cell_step.h"
+
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "../core/cell_list.h"
+#include "../core/dispatch.h"
+#include "../core/layer_args.h"
+#include "../core/recurrent_layer.h"
+#include "fused_step_executor.h"
+
+namespace fusedrnn::cpu {
+namespace {
+
+using CellStepResult = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+
+// Which batches run the dot products of cell_step.h; the others run the
+// layer function with one step. From 16 rows on the layer function packs
+// W_ih and W_hh for its tile kernels (matmul/packed_multiply.h:
+// kMinRowsToPack), which then reuse each loaded weight across 6 rows
+// instead of the dot products' kMaxDotVectors, with no lane sums; the
+// packing costs two more passes over the weights. Measured on the 2-core
+// test machine (Zen 4, one thread, LSTM and RNN, H = I = 256, 512, 1024;
+// float32, bfloat16 and float64; time of the dot products over the layer
+// function's): below 16 rows 0.3-0.8 everywhere; from 16 to 64 rows
+// 0.4-0.95 where the weights are 4 MiB or more (the packing passes then
+// come from L3), but up to 1.1-1.3 at 24-64 rows with 1-2 MiB of weights.
+constexpr int64_t kMaxDotBatch = 16;
+constexpr int64_t kMaxDotBatchLargeWeights = 64;
+constexpr int64_t kLargeWeightBytes = int64_t(4) << 20;
+
+bool runs_dot_products(int64_t batch, const Tensor& w_ih, const Tensor& w_hh) {
+  if (batch <= kMaxDotBatch) return true;
+  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * w_ih.element_size();
+  return batch <= kMaxDotBatchLargeWeights && weight_bytes >= kLargeWeightBytes;
+}
+
+// Every check before any memory is read; the messages follow the layer
+// ops' (layer_args.cpp). Returns H.
+int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
+                               const OptionalTensor& c0, const Tensor& w_ih,
+                               const Tensor& w_hh, const OptionalTensor& b_ih,
+                               const OptionalTensor& b_hh, int64_t gates,
+                               bool has_cell_state) {
+  TORCH_CHECK(input.dim() == 2, "fusedrnn: expected a 2-D (batch, input) ",
+              "input for one cell step, got ", input.dim(), "-D");
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % gates == 0 && w_hh.size(0) > 0,
+              "fusedrnn: expected w_hh of size (", gates, "H, H), got ",
+              w_hh.sizes());
+  const int64_t H = w_hh.size(0) / gates;
+  const int64_t B = input.size(0), I = input.size(1);
+  check_same(h0, input, "h0");
+  check_same(w_ih, input, "w_ih");
+  check_same(w_hh, input, "w_hh");
+  check_shape(w_hh, {gates * H, H}, "w_hh");
+  check_shape(w_ih, {gates * H, I}, "w_ih");
+  check_shape(h0, {B, H}, "h0");
+  TORCH_CHECK(c0.has_value() == has_cell_state, "fusedrnn: c0 is ",
+              has_cell_state ? "required" : "not taken", " by this cell");
+  if (has_cell_state) {
+    check_same(*c0, input, "c0");
+    check_shape(*c0, {B, H}, "c0");
+  }
+  TORCH_CHECK(b_ih.has_value() == b_hh.has_value(),
+              "fusedrnn: give both biases or neither");
+  if (b_ih.has_value()) {
+    check_same(*b_ih, input, "b_ih");
+    check_same(*b_hh, input, "b_hh");
+    check_shape(*b_ih, {gates * H}, "b_ih");
+    check_shape(*b_hh, {gates * H}, "b_hh");
+  }
+  return H;
+}
+
+template <class Cell>
+CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,
+                            const OptionalTensor& c0, const Tensor& w_ih,
+                            const Tensor& w_hh, const OptionalTensor& b_ih,
+                            const OptionalTensor& b_hh) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  return dispatch_storage_type<FusedStepExecutor>(
+      input, [&]<typename T>() -> CellStepResult {
+        using Acc = compute_t<T>;
+        const int64_t H = check_cell_step_inputs(
+            input, h0, c0, w_ih, w_hh, b_ih, b_hh, G, Cell::kHasCellState);
+        const int64_t B = input.size(0), I = input.size(1);
+        if (!runs_dot_products(B, w_ih, w_hh)) {
+          const Tensor steps = input.unsqueeze(0);
+          static const OptionalTensor kNone;
+          LayerOutputs out = layer_forward<FusedStepExecutor, Cell>(
+              {steps, h0, c0, w_ih, w_hh, kNone, b_ih, b_hh, kNone, false,
+               no_regularization()});
+          return {out.h_n, out.c_n, out.saved, out.cells};
+        }
+        const auto options = input.options();
+        const auto acc_options = compute_options(input);
+        const int64_t cell_rows = Cell::kHasCellState ? B : 0;
+        Tensor h = at::empty({B, H}, options);
+        Tensor c = Cell::kHasCellState ? at::empty({B, H}, options)
+                                       : at::empty({0}, options);
+        Tensor saved = at::empty({1, B, S * H}, acc_options);
+        Tensor cells = Cell::kHasCellState ? at::empty({1, cell_rows, H}, acc_options)
+                                           : at::empty({0}, acc_options);
+        // Borrowed when already contiguous (the usual case), else copied.
+        const auto x_c = input.expect_contiguous();
+        const auto h0_c = h0.expect_contiguous();
+        const auto w_ih_c = w_ih.expect_contiguous();
+        const auto w_hh_c = w_hh.expect_contiguous();
+        const Tensor c0_c = c0 ? c0->contiguous() : Tensor();
+        const Tensor b_ih_c = b_ih ? b_ih->contiguous() : Tensor();
+        const Tensor b_hh_c = b_hh ? b_hh->contiguous() : Tensor();
+        cell_step<Cell, T>(CellStepArgs<T>{
+            B, I, H, x_c->template data_ptr<T>(),
+            h0_c->template data_ptr<T>(), data_or_null<T>(c0_c),
+            w_ih_c->template data_ptr<T>(), w_hh_c->template data_ptr<T>(),
+            data_or_null<T>(b_ih_c), data_or_null<T>(b_hh_c),
+            h.data_ptr<T>(), Cell::kHasCellState ? c.data_ptr<T>() : nullptr,
+            saved.data_ptr<Acc>(),
+            Cell::kHasCellState ? cells.data_ptr<Acc>() : nullptr});
+        return {h, c, saved, cells};
+      });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
+#define FUSEDRNN_REGISTER_CELL_STEP(name, Cell, ...) \
+  m.impl(#name "_cell_step", &cell_step_op<Cell>);
+  FUSEDRNN_FOR_EACH_CELL(FUSEDRNN_REGISTER_CELL_STEP)
+#undef FUSEDRNN_REGISTER_CELL_STEP
+}
+
+}  // namespace fusedrnn::cpu
