@@ -11,6 +11,8 @@
 #pragma once
 
 #include "../cells/gru_cell.h"
+#include "../cells/layernorm_gru_cell.h"
+#include "../cells/layernorm_lstm_cell.h"
 #include "../cells/lstm_cell.h"
 #include "../cells/rnn_cell.h"
 
@@ -20,4 +22,6 @@
   _(lstm, LstmCell, __VA_ARGS__)              \
   _(gru, GruCell, __VA_ARGS__)                \
   _(rnn_tanh, RnnTanhCell, __VA_ARGS__)       \
-  _(rnn_relu, RnnReluCell, __VA_ARGS__)
+  _(rnn_relu, RnnReluCell, __VA_ARGS__)       \
+  _(layernorm_lstm, LayerNormLstmCell, __VA_ARGS__) \
+  _(layernorm_gru, LayerNormGruCell, __VA_ARGS__)
