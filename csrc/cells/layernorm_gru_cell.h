@@ -39,17 +39,17 @@ struct LayerNormGruCell {
     Acc* stats = saved + kSaved * H;
     stats[kNormRecurrent] = normalize<Acc>(
         row, kGates * H, p.eps,
-        [&](int64_t k) { return recurrent[k] + bias_h[k]; }, xh);
+        [&](int64_t k) FUSEDRNN_ROW_LAMBDA { return recurrent[k] + bias_h[k]; }, xh);
     const Acc* gi = p.gain(kNormInput);
     const Acc* bi = p.bias(kNormInput);
     const Acc* gh = p.gain(kNormRecurrent);
     const Acc* bh = p.bias(kNormRecurrent);
-    row.units(H, [&](int64_t j) {
-      auto x_side = [&](int gate) {
+    row.units(H, [&](int64_t j) FUSEDRNN_ROW_LAMBDA {
+      auto x_side = [&](int gate) FUSEDRNN_ROW_LAMBDA {
         const int64_t k = gate * H + j;
         return xi[k] * gi[k] + bi[k];
       };
-      auto h_side = [&](int gate) {
+      auto h_side = [&](int gate) FUSEDRNN_ROW_LAMBDA {
         const int64_t k = gate * H + j;
         return xh[k] * gh[k] + bh[k];
       };
@@ -77,7 +77,7 @@ struct LayerNormGruCell {
     const Acc* xh = saved + kRecurrentNormAt * H;
     const Acc* gh = p.gain(kNormRecurrent);
     const Acc* bh = p.bias(kNormRecurrent);
-    row.units(H, [&](int64_t j) {
+    row.units(H, [&](int64_t j) FUSEDRNN_ROW_LAMBDA {
       const Acc dh_total =
           dy != nullptr ? dh[j] + static_cast<Acc>(dy[j]) : dh[j];
       const Acc r = saved[j];
@@ -97,9 +97,9 @@ struct LayerNormGruCell {
       dh[j] = dh_total * z;
     });
     normalize_backward<Acc>(
-        row, kGates * H, [&](int64_t k) { return dnorm_h[k]; }, gh, xh,
+        row, kGates * H, [&](int64_t k) FUSEDRNN_ROW_LAMBDA { return dnorm_h[k]; }, gh, xh,
         saved[kSaved * H + kNormRecurrent],
-        [&](int64_t k, Acc v) { dgates_h[k] = static_cast<T>(v); });
+        [&](int64_t k, Acc v) FUSEDRNN_ROW_LAMBDA { dgates_h[k] = static_cast<T>(v); });
   }
 };
 

@@ -56,15 +56,15 @@ struct LayerNormLstmCell {
     const Acc* xi = saved + kInputNormAt * H;
     Acc* stats = saved + kSaved * H;
     const Acc rstd_h = normalize<Acc>(
-        row, W, p.eps, [&](int64_t k) { return recurrent[k] + bias_h[k]; },
+        row, W, p.eps, [&](int64_t k) FUSEDRNN_ROW_LAMBDA { return recurrent[k] + bias_h[k]; },
         xh);
     stats[kNormRecurrent] = rstd_h;
     const Acc* gi = p.gain(kNormInput);
     const Acc* bi = p.bias(kNormInput);
     const Acc* gh = p.gain(kNormRecurrent);
     const Acc* bh = p.bias(kNormRecurrent);
-    row.units(H, [&](int64_t j) {
-      auto pre = [&](int gate) {
+    row.units(H, [&](int64_t j) FUSEDRNN_ROW_LAMBDA {
+      auto pre = [&](int gate) FUSEDRNN_ROW_LAMBDA {
         const int64_t k = gate * H + j;
         return xi[k] * gi[k] + bi[k] + xh[k] * gh[k] + bh[k];
       };
@@ -80,8 +80,8 @@ struct LayerNormLstmCell {
     });
     Acc* c_hat = saved + kCellNormAt * H;
     stats[kNormCell] = normalize<Acc>(
-        row, H, p.eps, [&](int64_t j) { return c_out[j]; }, c_hat);
-    row.units(H, [&](int64_t j) {
+        row, H, p.eps, [&](int64_t j) FUSEDRNN_ROW_LAMBDA { return c_out[j]; }, c_hat);
+    row.units(H, [&](int64_t j) FUSEDRNN_ROW_LAMBDA {
       h_out[j] = static_cast<T>(hidden_unit(saved, H, p, j));
     });
   }
@@ -102,7 +102,7 @@ struct LayerNormLstmCell {
     const Acc* c_hat = saved + kCellNormAt * H;
     const Acc* gc = p.gain(kNormCell);
     const Acc* bc = p.bias(kNormCell);
-    row.units(H, [&](int64_t j) {
+    row.units(H, [&](int64_t j) FUSEDRNN_ROW_LAMBDA {
       const Acc dh_total =
           dy != nullptr ? dh[j] + static_cast<Acc>(dy[j]) : dh[j];
       const Acc o = saved[3 * H + j];
@@ -111,8 +111,8 @@ struct LayerNormLstmCell {
       dnorm_x[3 * H + j] = dh_total * t * o * (Acc(1) - o);
     });
     normalize_backward<Acc>(
-        row, H, [&](int64_t j) { return dnorm_c[j]; }, gc, c_hat,
-        stats[kNormCell], [&](int64_t j, Acc v) {
+        row, H, [&](int64_t j) FUSEDRNN_ROW_LAMBDA { return dnorm_c[j]; }, gc, c_hat,
+        stats[kNormCell], [&](int64_t j, Acc v) FUSEDRNN_ROW_LAMBDA {
           const Acc dc_total = dc[j] + v;
           const Acc i = saved[j];
           const Acc f = saved[H + j];
@@ -123,10 +123,10 @@ struct LayerNormLstmCell {
           dc[j] = dc_total * f;
         });
     normalize_backward<Acc>(
-        row, kGates * H, [&](int64_t k) { return dnorm_x[k]; },
+        row, kGates * H, [&](int64_t k) FUSEDRNN_ROW_LAMBDA { return dnorm_x[k]; },
         p.gain(kNormRecurrent), saved + kRecurrentNormAt * H,
         stats[kNormRecurrent],
-        [&](int64_t k, Acc v) { dgates_h[k] = static_cast<T>(v); });
+        [&](int64_t k, Acc v) FUSEDRNN_ROW_LAMBDA { dgates_h[k] = static_cast<T>(v); });
   }
 };
 

@@ -48,7 +48,7 @@ struct InputNormForward {
       const Acc* g = gates + r * W;
       Acc* s = saved + r * saved_width<Cell>(H);
       const Acc rstd = normalize<Acc>(
-          row, W, norms.eps, [&](int64_t k) { return g[k]; },
+          row, W, norms.eps, [&](int64_t k) FUSEDRNN_ROW_LAMBDA { return g[k]; },
           s + Cell::kInputNormAt * H);
       s[Cell::kSaved * H + kNormInput] = rstd;
     }
@@ -74,9 +74,9 @@ struct InputNormBackward {
       const Acc* s = saved + r * saved_width<Cell>(H);
       T* out = dgates_x + r * W;
       normalize_backward<Acc>(
-          row, W, [&](int64_t k) { return d[k]; }, norms.gain(kNormInput),
+          row, W, [&](int64_t k) FUSEDRNN_ROW_LAMBDA { return d[k]; }, norms.gain(kNormInput),
           s + Cell::kInputNormAt * H, s[Cell::kSaved * H + kNormInput],
-          [&](int64_t k, Acc v) { out[k] = static_cast<T>(v); });
+          [&](int64_t k, Acc v) FUSEDRNN_ROW_LAMBDA { out[k] = static_cast<T>(v); });
     }
   }
 };
@@ -173,7 +173,7 @@ struct NormalizedHidden {
       const int64_t H = hidden;
       const Acc* s = saved + r * saved_width<Cell>(H);
       T* o = out + r * H;
-      row.units(H, [&](int64_t j) {
+      row.units(H, [&](int64_t j) FUSEDRNN_ROW_LAMBDA {
         o[j] = static_cast<T>(Cell::hidden_unit(s, H, norms, j));
       });
     }

@@ -598,12 +598,20 @@ LayerGradients layer_backward(const LayerInputs& in,
       // Each norm's gain gradient: the column sums of the gradient after it
       // times the normalized values it saved; its bias's: the column sums
       // of that gradient. Then the pass back through LN_ih, into dgates_x.
+      // The products go through one of the executor's buffers (pooled on
+      // the CPU: a fresh (rows, G*H) temporary per call would cost a page
+      // fault per 4 KiB).
       const Tensor saved_rows = saved_c.view({rows, SW});
+      Tensor product = exec.empty({rows, G * H}, acc_options);
       std::vector<Tensor> parts;
       auto add = [&](const Tensor& grad, int64_t at, int64_t width) {
         const Tensor normalized_values = saved_rows.narrow(1, at * H, width);
-        parts.push_back((grad * normalized_values).sum(0));
-        parts.push_back(grad.sum(0));
+        Tensor p = product.narrow(1, 0, width);
+        at::mul_out(p, grad, normalized_values);
+        parts.push_back(p.sum(0));
+        // Both sides share the gradient after their norms: one bias sum.
+        const bool shared = &grad == &dnorm_h && Cell::kSharedNormGrad;
+        parts.push_back(shared ? parts[1] : grad.sum(0));
       };
       add(dnorm_x, Cell::kInputNormAt, G * H);
       add(dnorm_h, Cell::kRecurrentNormAt, G * H);
