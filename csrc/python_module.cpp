@@ -31,6 +31,10 @@ pybind11::dict cell_facts() {
   facts["saved"] = Cell::kSaved;
   facts["cell_state"] = Cell::kHasCellState;
   facts["split_recurrent_grad"] = Cell::kSplitRecurrentGrad;
+  // Cells with a row stage (layer norm): normalizations, per-row statistics
+  // kept after the saved values (saved rows are saved * H + row_stats wide).
+  facts["norms"] = Cell::kNorms;
+  facts["row_stats"] = Cell::kRowStats;
   return facts;
 }
 

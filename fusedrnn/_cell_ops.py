@@ -29,12 +29,15 @@ class _LayerContext:
 
     reverse = False
     probabilities = (0.0, 0.0, 0.0)
+    eps = 1e-5  # read only for layer-normalized cells
 
     def __init__(self, ctx):
         input, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors[:7]
-        # ... and no regularization masks (_ops._saved_regularization).
+        # In the layer op's order (_ops.py's setup_context): the inputs, then
+        # (y, saved, cells), which the differentiable backward does not read,
+        # no layer norms and no regularization masks.
         self.saved_tensors = (input.unsqueeze(0), h0, c0, w_ih, w_hh, b_ih, b_hh, None, None,
-                              None, None, None)
+                              None, None, None, None, None, None, None)
         # (w_hr, which the step does not take, needs none)
         self.needs_input_grad = (*ctx.needs_input_grad[:7], False)
 
@@ -76,8 +79,10 @@ def _register(cell):
         grad_c = grad_c if cell.cell_state else None
         # Grad mode is on inside a backward only under create_graph=True.
         if torch.is_grad_enabled():
-            grads = _ops._differentiable_backward(cell, _LayerContext(ctx),
-                                                  (None, grad_h, grad_c))[:7]
+            # (the plain inputs' gradients; a plain cell has no norms)
+            grads, _ = _ops._differentiable_backward(cell, _LayerContext(ctx),
+                                                     (None, grad_h, grad_c))
+            grads = grads[:7]
             input = ctx.saved_tensors[0]
             grad_input = None if grads[0] is None else grads[0].reshape(input.shape)
             return (grad_input, *grads[1:])
@@ -90,7 +95,7 @@ def _register(cell):
         # redispatch, at about 20 us a call on the test machine.
         with torch._C._AutoDispatchBelowADInplaceOrView():
             (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-             _) = backward_op(None, grad_h, grad_c, steps, h0, c0, w_ih, w_hh, None, None, y,
+             _, _) = backward_op(None, grad_h, grad_c, steps, h0, c0, w_ih, w_hh, None, None, y,
                               saved, cells, False, ctx.needs_input_grad[0])
         if not ctx.has_bias:
             grad_b_ih = grad_b_hh = None
@@ -127,9 +132,11 @@ def _register(cell):
 
 # Each cell's step op and its eager autograd.Function, looked up once: a
 # decoding loop calls them per token.
+# (The plain cells: layer-normalized ones have no nn cell and no step op.)
 _STEP_OPS, _STEP_FUNCTIONS = {}, {}
 for _cell in CELLS.values():
-    _STEP_OPS[_cell.name], _STEP_FUNCTIONS[_cell.name] = _register(_cell)
+    if not _cell.norms:
+        _STEP_OPS[_cell.name], _STEP_FUNCTIONS[_cell.name] = _register(_cell)
 
 
 def step(cell, input, states, weights):

@@ -58,11 +58,18 @@ def _differentiable_backward(cell, ctx, grads):
     create_graph=True: the gradients it returns are functions of the inputs,
     the weights and the incoming gradients, built from ordinary torch ops.
     `grads` are the gradients of (y, h_n, c_n); None where nothing depends
-    on that output."""
+    on that output. Returns the gradients of (input, h0, c0, w_ih, w_hh,
+    b_ih, b_hh, w_hr) and of the layer norms' packed parameters (`norms`,
+    normalized cells; None for the others)."""
     input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors[:9]
+    norms = ctx.saved_tensors[12]
     regularization = _saved_regularization(ctx)
-    inputs = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    needed = ctx.needs_input_grad[:len(inputs)]
+    plain = 8
+    inputs = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, norms)
+    # needs_input_grad covers the arguments the caller passed (a plain
+    # cell's caller passes no norms).
+    needs_norms = len(ctx.needs_input_grad) > _NORMS_ARG and ctx.needs_input_grad[_NORMS_ARG]
+    needed = (*ctx.needs_input_grad[:plain], needs_norms and norms is not None)
     # Saved inputs come back as the very tensors the forward received, with
     # their place in the graph, so the graph built here reaches the user's
     # leaves. Each one that needs a gradient is used through a fresh alias:
@@ -70,26 +77,50 @@ def _differentiable_backward(cell, ctx, grads):
     # where two inputs share history (an input computed from the weights),
     # whose other paths the outer graph already covers.
     aliases = tuple(t.view_as(t) if need else t for t, need in zip(inputs, needed))
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = aliases
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = aliases[:plain]
     state = (h0, c0) if cell.cell_state else (h0,)
+    # A normalized cell's reference takes its norms' gains and biases after
+    # the plain weights (the GRU's missing LN_c as None, None): the pieces
+    # of the packed `norms`.
+    weights = (w_ih, w_hh, b_ih, b_hh, w_hr)
+    if cell.norms:
+        weights += _unpack_norms(aliases[plain], w_hh.shape[0], w_hh.shape[0] // cell.gates,
+                                 cell.norms)
     # The op computed in exactly these dtypes (autocast casts before the
     # autograd node), so the reference runs with autocast off.
     with torch.enable_grad(), torch.autocast(input.device.type, enabled=False):
-        y, final = cell.reference_layer(x, state, (w_ih, w_hh, b_ih, b_hh, w_hr), ctx.reverse,
-                                        batch_sizes, regularization)
+        y, final = cell.reference_layer(x, state, weights, ctx.reverse, batch_sizes,
+                                        regularization, eps=ctx.eps)
     # Outputs whose gradient is None contribute nothing: left out.
     pairs = [(out, grad) for out, grad in zip((y, *final), grads) if grad is not None]
     wanted = [alias for alias, need in zip(aliases, needed) if need]
     if not pairs or not wanted:
-        return (None,) * len(inputs)
-    found = iter(torch.autograd.grad([out for out, _ in pairs], wanted,
-                                     [grad for _, grad in pairs], create_graph=True,
-                                     allow_unused=True))
-    return tuple(next(found) if need else None for need in needed)
+        found = (None for _ in needed)
+    else:
+        found = iter(torch.autograd.grad([out for out, _ in pairs], wanted,
+                                         [grad for _, grad in pairs], create_graph=True,
+                                         allow_unused=True))
+    result = [next(found) if need else None for need in needed]
+    return tuple(result[:plain]), result[plain]
 
 
-# The regularization arguments that end both ops' schemas, in order.
+# The regularization arguments that follow `reverse` in the forward's
+# schema, in order; then the layer norms' `norms` and `eps`.
 _REGULARIZATION_ARGS = 6
+_NORMS_ARG = 10 + _REGULARIZATION_ARGS
+
+
+def pack_norms(parameters):
+    """The ops' `norms`: the layer norms' gains and biases (LN_ih, LN_hh,
+    then LN_c; absent ones None) in one 1-D tensor."""
+    return torch.cat([p for p in parameters if p is not None])
+
+
+def _unpack_norms(norms, width, hidden, count):
+    """pack_norms undone, as views of `norms` (so differentiable), padded
+    with None to the reference's six (the GRU has no LN_c)."""
+    sizes = [width] * 4 + [hidden] * 2 * (count - 2)
+    return (*torch.split(norms, sizes), *(None,) * (6 - len(sizes)))
 
 
 def _regularization_args(reg):
@@ -121,7 +152,7 @@ def _register(cell):
     @torch.library.register_fake(forward_name)
     def _forward_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse,
                       recurrent_keep=None, recurrent_dropout=0.0, zoneout_keep=None, zoneout=0.0,
-                      cell_zoneout_keep=None, cell_zoneout=0.0):
+                      cell_zoneout_keep=None, cell_zoneout=0.0, norms=None, eps=1e-5):
         hidden, out_size = w_hh.shape[0] // cell.gates, w_hh.shape[1]
         rows = input.shape[:-1]  # (T, B) dense, (rows,) packed
         saved_dtype = _saved_dtype(input)
@@ -131,13 +162,15 @@ def _register(cell):
         else:
             c_n, cells = input.new_empty(0), input.new_empty(0, dtype=saved_dtype)
         return (input.new_empty(*rows, out_size), h0.new_empty(h0.shape), c_n,
-                input.new_empty(*rows, cell.saved * hidden, dtype=saved_dtype), cells)
+                input.new_empty(*rows, cell.saved * hidden + cell.row_stats, dtype=saved_dtype),
+                cells)
 
     @torch.library.register_fake(backward_name)
     def _backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr,
                        batch_sizes, output, saved, cells, reverse, input_grad=True,
                        recurrent_keep=None, recurrent_dropout=0.0, zoneout_keep=None,
-                       zoneout=0.0, cell_zoneout_keep=None, cell_zoneout=0.0):
+                       zoneout=0.0, cell_zoneout_keep=None, cell_zoneout=0.0, norms=None,
+                       eps=1e-5):
         # The kernel returns contiguous gradients whatever the inputs' strides.
         def like(t):
             return t.new_empty(t.shape) if t is not None else input.new_empty(0)
@@ -145,12 +178,13 @@ def _register(cell):
         width = w_hh.shape[0]
         return (like(input if input_grad else None), like(h0), like(c0), like(w_ih), like(w_hh),
                 w_hh.new_empty(width), w_hh.new_empty(width if cell.split_recurrent_grad else 0),
-                like(w_hr))
+                like(w_hr), like(norms))
 
     def setup_context(ctx, inputs, output):
         input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse = inputs[:10]
         (recurrent_keep, recurrent_dropout, zoneout_keep, zoneout, cell_zoneout_keep,
-         cell_zoneout) = inputs[10:]
+         cell_zoneout) = inputs[10:_NORMS_ARG]
+        norms, eps = inputs[_NORMS_ARG:]
         y, _, c_n, saved, cells = output
         # With zoneout of h the outputs are the zoned h, not the cell's own.
         ctx.saved_is_output = cell.saved_is_output and zoneout_keep is None and zoneout == 0
@@ -159,11 +193,13 @@ def _register(cell):
         # step; where the saved values are the outputs, only those.
         # The biases only for a differentiable backward, which re-runs the
         # layer (the kernel's backward does not read them).
-        # Last, the masks (bool: a byte per unit).
+        # Then the layer norms' parameters (normalized cells), and last the
+        # masks (bool: a byte per unit).
         ctx.save_for_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y,
                               None if ctx.saved_is_output else saved,
-                              cells if cell.cell_state else None,
+                              cells if cell.cell_state else None, norms,
                               recurrent_keep, zoneout_keep, cell_zoneout_keep)
+        ctx.eps = eps
         ctx.probabilities = (recurrent_dropout, zoneout, cell_zoneout)
         ctx.reverse = reverse
         ctx.has_bias = b_ih is not None
@@ -179,17 +215,18 @@ def _register(cell):
         # Grad mode is on inside a backward only under create_graph=True.
         not_inputs = (None,) * (2 + _REGULARIZATION_ARGS)  # batch_sizes, reverse, ...
         if torch.is_grad_enabled():
-            return (*_differentiable_backward(cell, ctx, (grad_y, grad_h_n, grad_c_n)),
-                    *not_inputs)
+            plain, norm_grads = _differentiable_backward(cell, ctx, (grad_y, grad_h_n, grad_c_n))
+            return (*plain, *not_inputs, norm_grads, None)
         (input, h0, c0, w_ih, w_hh, _, _, w_hr, batch_sizes, y, saved, cells,
          *_) = ctx.saved_tensors
         if ctx.saved_is_output:
             saved = y.to(_saved_dtype(input))
         (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-         grad_w_hr) = backward_op(grad_y, grad_h_n, grad_c_n if cell.cell_state else None,
-                                  input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, saved,
-                                  cells, ctx.reverse, ctx.needs_input_grad[0],
-                                  *_regularization_args(_saved_regularization(ctx)))
+         grad_w_hr, grad_norms) = backward_op(
+            grad_y, grad_h_n, grad_c_n if cell.cell_state else None, input, h0, c0, w_ih,
+            w_hh, w_hr, batch_sizes, y, saved, cells, ctx.reverse, ctx.needs_input_grad[0],
+            *_regularization_args(_saved_regularization(ctx)), ctx.saved_tensors[12],
+            ctx.eps)
         if not ctx.has_bias:
             grad_b_ih = grad_b_hh = None
         elif not cell.split_recurrent_grad:
@@ -199,7 +236,7 @@ def _register(cell):
         return (grad_input if ctx.needs_input_grad[0] else None, grad_h0,
                 grad_c0 if cell.cell_state else None, grad_w_ih,
                 grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr if w_hr is not None else None,
-                *not_inputs)
+                *not_inputs, grad_norms if cell.norms else None, None)
 
     torch.library.register_autograd(forward_name, backward, setup_context=setup_context)
     torch.library.register_autograd(backward_name, _not_differentiable(backward_name),
@@ -226,14 +263,18 @@ _FORWARD_OPS = {name: getattr(_ops, f"{name}_layer_forward") for name in CELLS}
 
 
 def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None,
-                 regularization=None):
+                 regularization=None, eps=None):
     """One layer in one direction on the fused kernel of `cell` (a row of
     cell_table.CELLS), behind the layer interface of fusedrnn.reference:
-    returns (y, final_state) with final_state (h_n,) or (h_n, c_n)."""
+    returns (y, final_state) with final_state (h_n,) or (h_n, c_n). A
+    normalized cell's weights are the plain five, then its norms' gains and
+    biases (the GRU's absent LN_c None), and it takes layer norm's eps."""
     h0 = state[0]
     c0 = state[1] if cell.cell_state else None
-    w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    w_ih, w_hh, b_ih, b_hh, w_hr = weights[:5]
     extra = () if regularization is None else _regularization_args(regularization)
+    if cell.norms:
+        extra = (*(extra or _regularization_args(None)), pack_norms(weights[5:]), float(eps))
     y, h_n, c_n, _, _ = _FORWARD_OPS[cell.name](x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
                                                 batch_sizes, reverse, *extra)
     return y, ((h_n, c_n) if cell.cell_state else (h_n,))

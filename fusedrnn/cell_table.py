@@ -8,6 +8,7 @@ only what Python alone knows, and is checked against build_info at import.
 The ops' fake kernels and autograd (_ops.py), the modules, the cells and the
 benchmark all read it.
 """
+import functools
 from typing import Callable, NamedTuple
 
 from . import _C, reference
@@ -25,12 +26,24 @@ class Cell(NamedTuple):
     saved: int = 0             # values per unit kept for the backward
     cell_state: bool = False   # carries c (LSTM): takes c0, returns c_n
     split_recurrent_grad: bool = False  # b_hh gets its own gradient
+    # Layer norms (cells with a row stage): normalizations, each with a gain
+    # and a bias that the ops take in `norms` (0: a plain cell); per-row
+    # statistics kept after the saved values (saved rows are
+    # saved * H + row_stats wide).
+    norms: int = 0
+    row_stats: int = 0
 
     def reference_layer(self, x, state, weights, reverse=False, batch_sizes=None,
-                        regularization=None):
-        """One layer in one direction in fusedrnn.reference (its layer interface)."""
-        return reference.recurrent_layer(self.reference_cell, x, state, weights, reverse,
-                                         batch_sizes, regularization)
+                        regularization=None, eps=None):
+        """One layer in one direction in fusedrnn.reference (its layer interface).
+        A normalized cell's weights are the plain five, then its norms' gains
+        and biases (reference.layernorm_lstm_cell's 11-tuple), and it takes
+        layer norm's eps."""
+        cell = self.reference_cell
+        if self.norms:
+            cell = functools.partial(cell, eps=eps)
+        return reference.recurrent_layer(cell, x, state, weights, reverse, batch_sizes,
+                                         regularization)
 
 
 _ROWS = (
@@ -38,6 +51,10 @@ _ROWS = (
     Cell("gru", "GRU", reference.gru_cell),
     Cell("rnn_tanh", "RNN_TANH", reference.rnn_tanh_cell, saved_is_output=True),
     Cell("rnn_relu", "RNN_RELU", reference.rnn_relu_cell, saved_is_output=True),
+    # fusedrnn.LayerNormLSTM / LayerNormGRU (layernorm.py); their mode is
+    # the plain cell's, so BY_MODE leaves them out.
+    Cell("layernorm_lstm", "LSTM", reference.layernorm_lstm_cell),
+    Cell("layernorm_gru", "GRU", reference.layernorm_gru_cell),
 )
 
 
@@ -50,7 +67,7 @@ def _with_build_facts(rows, built):
 
 # name -> Cell, and nn mode -> Cell.
 CELLS = _with_build_facts(_ROWS, _C.build_info()["cells"])
-BY_MODE = {cell.mode: cell for cell in CELLS.values()}
+BY_MODE = {cell.mode: cell for cell in CELLS.values() if not cell.norms}
 
 
 def cell_of_mode(mode):

@@ -8,7 +8,10 @@ constructors and forward contract.
           r, z = sigmoid(gx + gh);  n = tanh(gx_n + r * gh_n);  h' = (1 - z) * n + z * h
 
 fusedrnn.reference.layernorm_lstm_cell / layernorm_gru_cell hold the exact
-math, and for now they are what runs (no fused kernel yet).
+math. Where a fused kernel covers the input (fusedrnn's kernel dtypes: the
+cell rows layernorm_lstm / layernorm_gru of cell_table.py), it runs, forward
+and backward; the reference runs everywhere else, and where
+`_force_reference` is set.
 
 Parameters: torch.nn's, with its names, shapes, order and initialisation,
 then per layer k and direction suffix s ('' or '_reverse'), in torch.nn's
@@ -28,7 +31,8 @@ import numbers
 import torch
 from torch import nn
 
-from . import reference
+from . import _ops, reference
+from .cell_table import CELLS
 from .modules import LstmStates
 from .onnx_export import exporting_to_onnx
 from .rnn_base import FusedRNNBase
@@ -101,9 +105,13 @@ class _LayerNormRNNBase(FusedRNNBase):
                                         strict=True)]
 
     def _layer_function(self, plan):
-        # The reference for every input until a fused kernel exists; plan
-        # still sets the dtypes (float16 on the CPU computed in float32, ...).
-        return functools.partial(self._reference_layer, eps=self.layernorm_eps)
+        """The fused kernel where one covers the input (plan.compute), else,
+        or with _force_reference, the reference; plan sets the dtypes either
+        way (float16 on the CPU computed in float32, ...)."""
+        if plan.compute is None or self._force_reference:
+            return functools.partial(self._reference_layer, eps=self.layernorm_eps)
+        return functools.partial(_ops.kernel_layer, CELLS[self._cell_name],
+                                 eps=self.layernorm_eps)
 
     def forward(self, input, hx=None):
         if exporting_to_onnx():
@@ -130,6 +138,7 @@ class LayerNormLSTM(LstmStates, _LayerNormRNNBase):
 
     _norms = ("ih", "hh", "cell")
     _reference_layer = staticmethod(reference.layernorm_lstm_layer)
+    _cell_name = "layernorm_lstm"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
@@ -149,6 +158,7 @@ class LayerNormGRU(_LayerNormRNNBase):
     `weight_drop`. See the top of this file for the math and the Parameters."""
 
     _reference_layer = staticmethod(reference.layernorm_gru_layer)
+    _cell_name = "layernorm_gru"
 
     def __init__(self, *args, layernorm_eps=_DEFAULT_EPS, **kwargs):
         # As nn.GRU: the arguments of nn.LSTM without proj_size.

@@ -14,10 +14,12 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fusedrnn
+from fusedrnn.cell_table import CELLS as CELL_TABLE
 from helpers import CELLS, OpRecorder, random_hx, requires_gpu, twin_modules
 from op_inputs import lstm_layer_args
 
-OPS = ("lstm_layer", "gru_layer", "rnn_tanh_layer", "rnn_relu_layer")
+# Every cell's layer ops, layer-normalized ones included.
+OPS = tuple(f"{name}_layer" for name in CELL_TABLE)
 MODES = list(CELLS)
 LSTM_VARIANTS = [dict(), dict(bias=False), dict(proj=5), dict(packed=True),
                  dict(packed=True, proj=5, B=6)]

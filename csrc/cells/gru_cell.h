@@ -20,6 +20,10 @@ struct GruCell {
   // r multiplies only the recurrent part of n, so the two projections of n
   // get different gradients.
   static constexpr bool kSplitRecurrentGrad = true;
+  // No row stage (row_stage.h): the math is per unit only.
+  static constexpr bool kNormalized = false;
+  static constexpr int kNorms = 0;
+  static constexpr int kRowStats = 0;
 
   template <typename T>
   FUSEDRNN_HOST_DEVICE static void forward(const T* pre_x, const T* pre_h,

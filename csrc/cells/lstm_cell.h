@@ -24,6 +24,10 @@ struct LstmCell {
   // gradient of its own, and both projections get the same gradient.
   static constexpr bool kReadsPreviousHidden = false;
   static constexpr bool kSplitRecurrentGrad = false;
+  // No row stage (row_stage.h): the math is per unit only.
+  static constexpr bool kNormalized = false;
+  static constexpr int kNorms = 0;
+  static constexpr int kRowStats = 0;
 
   // h before any projection: o * tanh(c). The backward recomputes it from
   // the saved o and c for the projection's weight gradient.

@@ -16,6 +16,10 @@ struct RnnCell {
   static constexpr bool kHasCellState = false;
   static constexpr bool kReadsPreviousHidden = false;
   static constexpr bool kSplitRecurrentGrad = false;
+  // No row stage (row_stage.h): the math is per unit only.
+  static constexpr bool kNormalized = false;
+  static constexpr int kNorms = 0;
+  static constexpr int kRowStats = 0;
 
   template <typename T>
   FUSEDRNN_HOST_DEVICE static void forward(const T* pre_x, const T* pre_h,

@@ -11,12 +11,22 @@
 #pragma once
 
 #include "../cells/gru_cell.h"
+#include "../cells/layernorm_gru_cell.h"
+#include "../cells/layernorm_lstm_cell.h"
 #include "../cells/lstm_cell.h"
 #include "../cells/rnn_cell.h"
 
 // Any arguments after the callback are handed to it after each row's two
 // (for a nested list: FUSEDRNN_FOR_EACH_CELL(_, T) inside a loop over T).
-#define FUSEDRNN_FOR_EACH_CELL(_, ...)        \
+#define FUSEDRNN_FOR_EACH_CELL(_, ...) \
+  FUSEDRNN_FOR_EACH_PLAIN_CELL(_, __VA_ARGS__)       \
+  _(layernorm_lstm, LayerNormLstmCell, __VA_ARGS__) \
+  _(layernorm_gru, LayerNormGruCell, __VA_ARGS__)
+
+// The cells whose math is per unit (no row stage): torch.nn's, which also
+// have one-step cell ops (cell_schemas.cpp) for nn's LSTMCell, GRUCell
+// and RNNCell.
+#define FUSEDRNN_FOR_EACH_PLAIN_CELL(_, ...) \
   _(lstm, LstmCell, __VA_ARGS__)              \
   _(gru, GruCell, __VA_ARGS__)                \
   _(rnn_tanh, RnnTanhCell, __VA_ARGS__)       \

@@ -38,6 +38,6 @@ std::string cell_step_schema(const std::string& name) {
 TORCH_LIBRARY_FRAGMENT(fusedrnn, m) {
 #define FUSEDRNN_DEFINE_CELL_STEP(name, Cell, ...) \
   m.def(cell_step_schema(#name).c_str());
-  FUSEDRNN_FOR_EACH_CELL(FUSEDRNN_DEFINE_CELL_STEP)
+  FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_DEFINE_CELL_STEP)
 #undef FUSEDRNN_DEFINE_CELL_STEP
 }

@@ -2,6 +2,8 @@
 
 #include <ATen/OpMathType.h>
 
+#include <cmath>
+
 namespace fusedrnn {
 
 void check_same(const Tensor& t, const Tensor& ref, const char* name) {
@@ -93,6 +95,18 @@ LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
   LayerShape shape{std::move(layout), I, H, P, packed};
   check_regularization(in.regularization, shape, input, has_cell_state);
   return shape;
+}
+
+void check_norms(const LayerInputs& in, const LayerShape& shape, int norms) {
+  TORCH_CHECK(in.norms.has_value() == (norms > 0),
+              "fusedrnn: layer-norm parameters (norms) are ",
+              norms > 0 ? "required by" : "not taken by", " this cell");
+  if (norms == 0) return;
+  TORCH_CHECK(in.eps > 0 && std::isfinite(in.eps),
+              "fusedrnn: eps must be positive and finite, got ", in.eps);
+  const int64_t H = shape.hidden, width = in.w_hh.size(0);
+  check_same(*in.norms, in.input, "norms");
+  check_shape(*in.norms, {4 * width + 2 * (norms - 2) * H}, "norms");
 }
 
 namespace {

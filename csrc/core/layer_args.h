@@ -48,6 +48,12 @@ struct LayerInputs {
   const OptionalTensor& batch_sizes;  // (T,) int64 CPU, packed input only
   bool reverse;
   const RegularizationInputs& regularization;
+  // Normalized cells (cells/row_stage.h): one 1-D tensor of, per
+  // normalization (LN_ih, LN_hh, then LN_c where the cell has it), its gain
+  // and bias, (G*H) each, (H) for LN_c; absent for the other cells. eps:
+  // inside layer norm's square root.
+  OptionalTensor norms = std::nullopt;
+  double eps = 1e-5;
 };
 
 struct LayerOutputs {
@@ -58,6 +64,7 @@ struct LayerGradients {
   // c0, b_hh and w_hr are empty where the cell or the call has none (see
   // schemas.cpp).
   Tensor input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;
+  Tensor norms;  // laid out as LayerInputs::norms; empty for other cells
 };
 
 // The layer's sizes and step layout.
@@ -91,6 +98,11 @@ Tensor state_gradient(const OptionalTensor& grad, const Tensor& like);
 // end checks those), before any memory is touched.
 LayerShape check_layer_inputs(const LayerInputs& in, int64_t gates,
                               bool has_cell_state);
+
+// The layer norms' parameters: for `norms` normalizations (none for cells
+// without a row stage) a 1-D tensor like the input, 4 G*H long plus 2 H for
+// a third (LN_c); eps positive and finite.
+void check_norms(const LayerInputs& in, const LayerShape& shape, int norms);
 
 // The masks' dtype, device and shapes and the probabilities' range, for a
 // layer of this shape.

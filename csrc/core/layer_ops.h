@@ -22,18 +22,19 @@ struct LayerOps {
       const OptionalTensor& batch_sizes, bool reverse,
       const OptionalTensor& recurrent_keep, double recurrent_dropout,
       const OptionalTensor& zoneout_keep, double zoneout,
-      const OptionalTensor& cell_zoneout_keep, double cell_zoneout) {
+      const OptionalTensor& cell_zoneout_keep, double cell_zoneout,
+      const OptionalTensor& norms, double eps) {
     const RegularizationInputs reg{recurrent_keep, recurrent_dropout,
                                    zoneout_keep,   zoneout,
                                    cell_zoneout_keep, cell_zoneout};
     const LayerOutputs out = layer_forward<Executor, Cell>(
         {input, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, batch_sizes, reverse,
-         reg});
+         reg, norms, eps});
     return {out.output, out.h_n, out.c_n, out.saved, out.cells};
   }
 
   static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                    Tensor>
+                    Tensor, Tensor>
   backward(const OptionalTensor& grad_output, const OptionalTensor& grad_h_n,
            const OptionalTensor& grad_c_n, const Tensor& input,
            const Tensor& h0, const OptionalTensor& c0, const Tensor& w_ih,
@@ -43,16 +44,17 @@ struct LayerOps {
            bool input_grad, const OptionalTensor& recurrent_keep,
            double recurrent_dropout, const OptionalTensor& zoneout_keep,
            double zoneout, const OptionalTensor& cell_zoneout_keep,
-           double cell_zoneout) {
+           double cell_zoneout, const OptionalTensor& norms, double eps) {
     static const OptionalTensor kNone;
     const RegularizationInputs reg{recurrent_keep, recurrent_dropout,
                                    zoneout_keep,   zoneout,
                                    cell_zoneout_keep, cell_zoneout};
     const LayerGradients g = layer_backward<Executor, Cell>(
         {input, h0, c0, w_ih, w_hh, w_hr, kNone, kNone, batch_sizes, reverse,
-         reg},
+         reg, norms, eps},
         grad_output, grad_h_n, grad_c_n, output, saved, cells, input_grad);
-    return {g.input, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr};
+    return {g.input, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr,
+            g.norms};
   }
 };
 

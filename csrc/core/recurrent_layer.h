@@ -33,6 +33,9 @@
 //   recompute_hidden<Cell>(rows, H, saved, cells, out)
 //   for_each_unit(rows, width, op);           op(b, j) over every unit: the
 //                                             passes of regularization.h
+//   for_each_row(rows, width, op);            op(row, r) over rows, with a row
+//                                             context (cells/row_stage.h): the
+//                                             passes of normalization.h
 // A step never allocates, synchronises or dispatches an ATen op.
 //
 // Recurrent dropout and zoneout (regularization.h) are passes between the
@@ -42,6 +45,16 @@
 // cell states the layer returns (`cells`) are the cell's own c', which its
 // backward needs, and the zoned c that the next step reads is kept apart
 // (`zoned_cells`, recomputed by the backward).
+//
+// Cells with a row stage (kNormalized: layer norm, cells/row_stage.h) run
+// the same loop with row passes (normalization.h) in place of the
+// executor's fused steps: LN_ih of all rows after the input projection;
+// per step the recurrent multiply (exec.multiply), then the cell's row
+// stage; backward per step the cell's row derivative, then the same
+// multiply as the other cells; after the loop the pass back through LN_ih
+// and the norms' gain and bias gradients as column sums. Their saved rows
+// hold kSaved values per unit then kRowStats per row (saved_width); their
+// layer-norm parameters come packed in one compute-type array (NormParams).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -50,6 +63,7 @@
 
 #include "dispatch.h"
 #include "layer_args.h"
+#include "normalization.h"
 #include "regularization.h"
 #include "sequence_layout.h"
 #include "step.h"
@@ -72,6 +86,7 @@ struct ForwardBuffers {
   T* unprojected;     // (B, H) scratch, with a projection only
   Acc* zoned_cells;   // (rows, H), with zoneout of c only
   T* h_dropped;       // (B, P) scratch, with recurrent dropout only
+  NormParams<Acc> norms;  // normalized cells only
 };
 
 template <typename T>
@@ -94,6 +109,13 @@ struct BackwardBuffers {
   Acc* carry_h;          // (B, P) scratch, with zoneout of h only
   Acc* carry_c;          // (B, H) scratch, with zoneout of c only
   Acc* recurrent_grad;   // (B, P) scratch, with recurrent dropout only
+  // Normalized cells only: the layer norms' parameters, and the gradients
+  // after LN_ih (and LN_hh, the same buffer when the cell shares them) and
+  // LN_c of every row.
+  NormParams<Acc> norms;
+  Acc* dnorm_x;          // (rows, G*H)
+  Acc* dnorm_h;          // (rows, G*H)
+  Acc* dnorm_c;          // (rows, H), cells with a cell state
 };
 
 // A step's rows of a mask over the layer's rows, or null.
@@ -139,7 +161,8 @@ void forward_sequence(const Exec& exec, const SequenceLayout& layout,
                       const Regularization<T>& reg,
                       const ForwardBuffers<T>& buf) {
   using Acc = compute_t<T>;
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t G = Cell::kGates;
+  const int64_t SW = saved_width<Cell>(H);
   // The c each step reads back: the zoned one with zoneout of c.
   Acc* state_cells = buf.zoned_cells != nullptr ? buf.zoned_cells : buf.cells;
   for (int64_t s = 0; s < layout.steps(); ++s) {
@@ -158,12 +181,27 @@ void forward_sequence(const Exec& exec, const SequenceLayout& layout,
                                      reg.recurrent_scale, buf.h_dropped});
       h_multiplied = buf.h_dropped;
     }
-    exec.template forward_step<Cell>(
-        ForwardStep<T>{rows, H, P, buf.gates + row0 * G * H,
-                       buf.saved + row0 * S * H, buf.recurrent, buf.bias_h,
-                       w_hr != nullptr ? buf.unprojected : output_t, cells_t,
-                       h_multiplied},
-        w_hh);
+    const ForwardStep<T> step{rows, H, P, buf.gates + row0 * G * H,
+                              buf.saved + row0 * SW, buf.recurrent, buf.bias_h,
+                              w_hr != nullptr ? buf.unprojected : output_t,
+                              cells_t, h_multiplied};
+    if constexpr (Cell::kNormalized) {
+      // The recurrent multiply of the step's rows, then the row stage.
+      if (h_multiplied != nullptr) {
+        exec.multiply(live, h_multiplied, P, w_hh, Acc(0), buf.recurrent,
+                      G * H);
+      } else {
+        exec.multiply(rows.continuing, rows.h_previous_step, P, w_hh, Acc(0),
+                      buf.recurrent, G * H);
+        exec.multiply(live - rows.continuing, rows.h0 + rows.continuing * P, P,
+                      w_hh, Acc(0), buf.recurrent + rows.continuing * G * H,
+                      G * H);
+      }
+      exec.for_each_row(live, SW,
+                        NormalizedForwardStep<Cell, T>{step, buf.norms});
+    } else {
+      exec.template forward_step<Cell>(step, w_hh);
+    }
     if (w_hr != nullptr) {
       exec.project(live, buf.unprojected, H, *w_hr, output_t, P, buf.recurrent);
     }
@@ -197,7 +235,8 @@ void backward_sequence(const Exec& exec, const SequenceLayout& layout,
                        const Regularization<T>& reg,
                        const BackwardBuffers<T>& buf) {
   using Acc = compute_t<T>;
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t G = Cell::kGates;
+  const int64_t SW = saved_width<Cell>(H);
   const bool zoned_c = buf.zoned_cells != nullptr;
   for (int64_t s = layout.steps() - 1; s >= 0; --s) {
     const int64_t row0 = layout.offset(layout.step(s));
@@ -235,10 +274,20 @@ void backward_sequence(const Exec& exec, const SequenceLayout& layout,
       dy = nullptr;
     }
     T* dgates_h = buf.dgates_h + row0 * G * H;
-    exec.template backward_step<Cell>(BackwardStep<T>{
-        rows, H, P, buf.saved + row0 * S * H,
+    const BackwardStep<T> step{
+        rows, H, P, buf.saved + row0 * SW,
         buf.cells != nullptr ? buf.cells + row0 * H : nullptr, dy, dh, buf.dc,
-        buf.dgates_x + row0 * G * H, dgates_h, buf.scratch});
+        buf.dgates_x + row0 * G * H, dgates_h, buf.scratch};
+    if constexpr (Cell::kNormalized) {
+      exec.for_each_row(
+          live, SW,
+          NormalizedBackwardStep<Cell, T>{
+              step, buf.norms, buf.dnorm_x + row0 * G * H,
+              buf.dnorm_h + row0 * G * H,
+              buf.dnorm_c != nullptr ? buf.dnorm_c + row0 * H : nullptr});
+    } else {
+      exec.template backward_step<Cell>(step);
+    }
     // The gradient at the previous h of the live rows through W_hh, added
     // to h's own share where the cell has one. Rows that started from the
     // initial state keep theirs: it is the gradient at h0.
@@ -325,15 +374,35 @@ Regularization<T> regularization_of(const RegularizationInputs& in) {
   return reg;
 }
 
+// The layer norms' gains and biases (LayerInputs::norms, checked) as one
+// contiguous compute-type array, in NormParams' order; undefined for cells
+// without a row stage.
+template <class Cell>
+Tensor packed_norms(const LayerInputs& in, const at::TensorOptions& acc) {
+  if constexpr (!Cell::kNormalized) {
+    return Tensor();
+  } else {
+    return in.norms->to(acc).contiguous();
+  }
+}
+
+template <typename Acc>
+NormParams<Acc> norm_params(const Tensor& packed, int64_t width,
+                            int64_t hidden, double eps) {
+  return {data_or_null<Acc>(packed), width, hidden, static_cast<Acc>(eps)};
+}
+
 template <template <class> class Executor, class Cell>
 LayerOutputs layer_forward(const LayerInputs& in) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   return dispatch_storage_type<Executor>(in.input, [&]<typename T>() {
     using Acc = compute_t<T>;
     const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
+    check_norms(in, shape, Cell::kNorms);
     const Executor<T> exec(in.input, shape);
     const int64_t rows = shape.layout.rows(), B = shape.layout.batch();
     const int64_t H = shape.hidden, P = shape.out_size;
+    const int64_t SW = saved_width<Cell>(H);
     const auto options = in.input.options();
     const auto acc_options = compute_options(in.input);
     const bool projected = in.w_hr.has_value();
@@ -342,8 +411,19 @@ LayerOutputs layer_forward(const LayerInputs& in) {
     const Tensor gates = exec.input_projection(x, in.w_ih, in.b_ih);
     Tensor bias_h = at::zeros({G * H}, acc_options);
     if (in.b_hh.has_value()) bias_h.copy_(*in.b_hh);
+    const Tensor norm_data = packed_norms<Cell>(in, acc_options);
+    const NormParams<Acc> norms = norm_params<Acc>(norm_data, G * H, H, in.eps);
     LayerOutputs out;
-    out.saved = S == G ? gates : exec.empty({rows, S * H}, acc_options);
+    out.saved = S == G && !Cell::kNormalized
+                    ? gates
+                    : exec.empty({rows, SW}, acc_options);
+    if constexpr (Cell::kNormalized) {
+      // LN_ih of every row at once, into the saved values.
+      exec.for_each_row(rows, SW,
+                        InputNormForward<Cell, T>{H, gates.data_ptr<Acc>(),
+                                                  out.saved.data_ptr<Acc>(),
+                                                  norms});
+    }
     out.output = exec.empty(shape.rows_of(P), options);
     out.h_n = exec.empty({B, P}, options);
     Tensor c_n = exec.empty(Cell::kHasCellState ? std::vector<int64_t>{B, H}
@@ -377,8 +457,8 @@ LayerOutputs layer_forward(const LayerInputs& in) {
             Cell::kHasCellState ? c_n.data_ptr<Acc>() : nullptr,
             recurrent.data_ptr<Acc>(), data_or_null<T>(unprojected),
             zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
-            data_or_null<T>(h_dropped)});
-    out.saved = out.saved.view(shape.rows_of(S * H));
+            data_or_null<T>(h_dropped), norms});
+    out.saved = out.saved.view(shape.rows_of(SW));
     out.c_n = c_n.to(options.dtype());
     return out;
   });
@@ -391,17 +471,19 @@ LayerGradients layer_backward(const LayerInputs& in,
                               const OptionalTensor& grad_c_n,
                               const Tensor& output, const Tensor& saved,
                               const OptionalTensor& cells, bool input_grad) {
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t G = Cell::kGates;
   return dispatch_storage_type<Executor>(in.input, [&]<typename T>() {
     using Acc = compute_t<T>;
     const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
+    check_norms(in, shape, Cell::kNorms);
     const int64_t rows = shape.layout.rows(), B = shape.layout.batch();
     const int64_t H = shape.hidden, P = shape.out_size;
+    const int64_t SW = saved_width<Cell>(H);
     const bool projected = in.w_hr.has_value();
     check_same(output, in.input, "output");
     check_saved(saved, in.input, "saved");
     check_shape(output, shape.rows_of(P), "output");
-    check_shape(saved, shape.rows_of(S * H), "saved");
+    check_shape(saved, shape.rows_of(SW), "saved");
     if constexpr (Cell::kHasCellState) {
       TORCH_CHECK(cells.has_value(), "fusedrnn: cells are required");
       check_saved(*cells, in.input, "cells");
@@ -441,6 +523,20 @@ LayerGradients layer_backward(const LayerInputs& in,
     Tensor carry_h = exec.empty({reg.zones_hidden() ? B : 0, P}, acc_options);
     Tensor carry_c = exec.empty({zoned_c ? B : 0, H}, acc_options);
     Tensor recurrent_grad = exec.empty({dropped ? B : 0, P}, acc_options);
+    // Normalized cells: the gradients after each norm, kept for the norms'
+    // own gradients and (LN_ih's) for the pass back through LN_ih.
+    const bool normalized = Cell::kNormalized;
+    const Tensor norm_data = packed_norms<Cell>(in, acc_options);
+    const NormParams<Acc> norms = norm_params<Acc>(norm_data, G * H, H, in.eps);
+    Tensor dnorm_x = exec.empty({normalized ? rows : 0, G * H}, acc_options);
+    Tensor dnorm_h = [&] {
+      if constexpr (Cell::kNormalized) {
+        if (!Cell::kSharedNormGrad) return exec.empty({rows, G * H}, acc_options);
+      }
+      return dnorm_x;
+    }();
+    Tensor dnorm_c = exec.empty(
+        {normalized && Cell::kHasCellState ? rows : 0, H}, acc_options);
     if (zoned_c) {
       // The zoned c every step read back, from the cell's own c' and the
       // masks, in the forward's order.
@@ -467,7 +563,9 @@ LayerGradients layer_backward(const LayerInputs& in,
             data_or_null<Acc>(scratch),
             zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
             data_or_null<Acc>(carry_h), data_or_null<Acc>(carry_c),
-            data_or_null<Acc>(recurrent_grad)});
+            data_or_null<Acc>(recurrent_grad), norms,
+            data_or_null<Acc>(dnorm_x), data_or_null<Acc>(dnorm_h),
+            data_or_null<Acc>(dnorm_c)});
     gather_previous_outputs(exec, shape.layout, P, output_c.data_ptr<T>(),
                             h0.data_ptr<T>(), h_prev.data_ptr<T>());
     if (dropped) {
@@ -483,16 +581,52 @@ LayerGradients layer_backward(const LayerInputs& in,
     }
     if constexpr (Cell::kHasCellState) {
       if (projected) {
-        exec.template recompute_hidden<Cell>(rows, H, saved_c.data_ptr<Acc>(),
-                                             cells_c.data_ptr<Acc>(),
-                                             unprojected.data_ptr<T>());
+        if constexpr (Cell::kNormalized) {
+          exec.for_each_row(
+              rows, H,
+              NormalizedHidden<Cell, T>{H, saved_c.data_ptr<Acc>(), norms,
+                                        unprojected.data_ptr<T>()});
+        } else {
+          exec.template recompute_hidden<Cell>(
+              rows, H, saved_c.data_ptr<Acc>(), cells_c.data_ptr<Acc>(),
+              unprojected.data_ptr<T>());
+        }
       }
+    }
+    LayerGradients grads;
+    if constexpr (Cell::kNormalized) {
+      // Each norm's gain gradient: the column sums of the gradient after it
+      // times the normalized values it saved; its bias's: the column sums
+      // of that gradient. Then the pass back through LN_ih, into dgates_x.
+      // The products go through one of the executor's buffers (pooled on
+      // the CPU: a fresh (rows, G*H) temporary per call would cost a page
+      // fault per 4 KiB).
+      const Tensor saved_rows = saved_c.view({rows, SW});
+      Tensor product = exec.empty({rows, G * H}, acc_options);
+      std::vector<Tensor> parts;
+      auto add = [&](const Tensor& grad, int64_t at, int64_t width) {
+        const Tensor normalized_values = saved_rows.narrow(1, at * H, width);
+        Tensor p = product.narrow(1, 0, width);
+        at::mul_out(p, grad, normalized_values);
+        parts.push_back(p.sum(0));
+        // Both sides share the gradient after their norms: one bias sum.
+        const bool shared = &grad == &dnorm_h && Cell::kSharedNormGrad;
+        parts.push_back(shared ? parts[1] : grad.sum(0));
+      };
+      add(dnorm_x, Cell::kInputNormAt, G * H);
+      add(dnorm_h, Cell::kRecurrentNormAt, G * H);
+      if constexpr (Cell::kNorms > 2) add(dnorm_c, Cell::kCellNormAt, H);
+      grads.norms = at::cat(parts).to(options.dtype());
+      exec.for_each_row(
+          rows, SW,
+          InputNormBackward<Cell, T>{H, dnorm_x.data_ptr<Acc>(),
+                                     saved_c.data_ptr<Acc>(), norms,
+                                     dgates_x.data_ptr<T>()});
     }
 
     // Everything that does not depend on the step order, as large
     // multiplies. The bias gradients are sums over rows: deterministic.
     const Tensor x = in.input.contiguous().view({rows, shape.input_size});
-    LayerGradients grads;
     grads.input = input_grad
                       ? exec.product(dgates_x, in.w_ih).view(in.input.sizes())
                       : at::empty({0}, options);
@@ -506,6 +640,7 @@ LayerGradients layer_backward(const LayerInputs& in,
                                            : at::empty({0}, options);
     grads.w_hr = projected ? exec.product(dprojected.t(), unprojected)
                            : at::empty({0}, options);
+    if (!grads.norms.defined()) grads.norms = at::empty({0}, options);
     return grads;
   });
 }

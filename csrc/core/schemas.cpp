@@ -21,6 +21,14 @@
 // previous value) and their probabilities; zoneout with a probability but
 // no mask is eval's expectation. The defaults are torch.nn's layer.
 //
+// Layer norm (the normalized cells, cells/row_stage.h) comes after them:
+// `norms` is one 1-D tensor holding per normalization (LN_ih, LN_hh, then
+// the LSTM's LN_c) its gain and bias, G*H long each (LN_c: H), one after
+// the other; `eps` is inside layer norm's square root. The other cells take
+// no `norms` (the default), so their callers do not change; the backward
+// returns the norms' gradient in `grad_norms`, laid out as `norms` (empty
+// for the other cells).
+//
 // The backward is exact backpropagation through time; missing gradients
 // count as zeros. With input_grad false it skips the input's gradient (one
 // of the three large multiplies after the loop) and returns it empty: the
@@ -40,12 +48,14 @@ constexpr const char* kRegularization =
     "Tensor? zoneout_keep=None, float zoneout=0., "
     "Tensor? cell_zoneout_keep=None, float cell_zoneout=0.";
 
+constexpr const char* kNorms = ", Tensor? norms=None, float eps=1e-05";
+
 std::string forward_schema(const std::string& name) {
   return name +
          "_layer_forward(Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, "
          "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, "
          "Tensor? batch_sizes, bool reverse, " +
-         kRegularization +
+         kRegularization + kNorms +
          ") -> (Tensor output, Tensor h_n, Tensor c_n, Tensor saved, "
          "Tensor cells)";
 }
@@ -56,10 +66,11 @@ std::string backward_schema(const std::string& name) {
          "Tensor? grad_c_n, Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, "
          "Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, Tensor output, "
          "Tensor saved, Tensor? cells, bool reverse, bool input_grad=True, " +
-         kRegularization +
+         kRegularization + kNorms +
          ") -> (Tensor grad_input, "
          "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, "
-         "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)";
+         "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr, "
+         "Tensor grad_norms)";
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../cells/row_stage.h"
 #include "../core/step.h"
 #include "matmul.h"
 
@@ -134,6 +135,15 @@ FUSEDRNN_MULTIVERSION void backward_rows(
       }
     }
   }
+}
+
+// op(row, b) for rows [b0, b1) on the calling thread: the row passes of
+// core/normalization.h (a normalized cell's row stage), compiled for each
+// instruction set like the gate loops.
+template <class Op>
+FUSEDRNN_MULTIVERSION void run_rows(int64_t b0, int64_t b1, const Op& op) {
+  const SerialRow row;
+  for (int64_t b = b0; b < b1; ++b) op(row, b);
 }
 
 // Slices of units per parallel task of a forward step: enough

@@ -130,7 +130,7 @@ CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
 #define FUSEDRNN_REGISTER_CELL_STEP(name, Cell, ...) \
   m.impl(#name "_cell_step", &cell_step_op<Cell>);
-  FUSEDRNN_FOR_EACH_CELL(FUSEDRNN_REGISTER_CELL_STEP)
+  FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_REGISTER_CELL_STEP)
 #undef FUSEDRNN_REGISTER_CELL_STEP
 }
 

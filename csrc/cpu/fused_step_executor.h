@@ -161,6 +161,15 @@ class FusedStepExecutor {
     });
   }
 
+  // op(row, r) for rows [0, rows), each row on one thread (SerialRow): the
+  // row passes of core/normalization.h; `width` is about the elements one
+  // row touches, to size the tasks.
+  template <class Op>
+  void for_each_row(int64_t rows, int64_t width, const Op& op) const {
+    at::parallel_for(0, rows, rows_per_task(width),
+                     [&](int64_t b0, int64_t b1) { run_rows(b0, b1, op); });
+  }
+
   template <class Cell>
   void recompute_hidden(int64_t rows, int64_t H, const Acc* saved,
                         const Acc* cells, T* out) const {

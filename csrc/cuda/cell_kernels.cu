@@ -2,6 +2,7 @@
 #include "cell_kernels.h"
 
 #include "../core/cell_list.h"
+#include "row_context.cuh"
 
 namespace fusedrnn::cuda {
 namespace {
@@ -116,6 +117,11 @@ __global__ void for_each_unit_kernel(int64_t rows, int64_t width, Op op) {
   op(b, u - b * width);
 }
 
+template <class Op>
+__global__ void for_each_row_kernel(Op op) {
+  op(BlockRow{}, static_cast<int64_t>(blockIdx.x));
+}
+
 template <typename Cell, typename T>
 __global__ void recompute_hidden_kernel(int64_t rows, int64_t H,
                                         const compute_t<T>* saved,
@@ -131,21 +137,26 @@ __global__ void recompute_hidden_kernel(int64_t rows, int64_t H,
 
 template <typename Cell, typename T>
 void launch_forward_step(const ForwardStep<T>& step, cudaStream_t stream) {
-  const int64_t n = step.rows.live * step.hidden;
-  if (n == 0) return;
-  forward_step_kernel<Cell, T><<<blocks_for(n), kThreads, 0, stream>>>(step);
+  // Normalized cells run row passes instead (launch_for_each_row).
+  if constexpr (!Cell::kNormalized) {
+    const int64_t n = step.rows.live * step.hidden;
+    if (n == 0) return;
+    forward_step_kernel<Cell, T><<<blocks_for(n), kThreads, 0, stream>>>(step);
+  }
 }
 
 template <typename Cell, typename T>
 void launch_backward_step(const BackwardStep<T>& step, cudaStream_t stream) {
-  const int64_t n = step.rows.live * step.hidden;
-  if (n == 0) return;
-  if (step.dy != nullptr) {
-    backward_step_kernel<Cell, true, T>
-        <<<blocks_for(n), kThreads, 0, stream>>>(step);
-  } else {
-    backward_step_kernel<Cell, false, T>
-        <<<blocks_for(n), kThreads, 0, stream>>>(step);
+  if constexpr (!Cell::kNormalized) {
+    const int64_t n = step.rows.live * step.hidden;
+    if (n == 0) return;
+    if (step.dy != nullptr) {
+      backward_step_kernel<Cell, true, T>
+          <<<blocks_for(n), kThreads, 0, stream>>>(step);
+    } else {
+      backward_step_kernel<Cell, false, T>
+          <<<blocks_for(n), kThreads, 0, stream>>>(step);
+    }
   }
 }
 
@@ -166,13 +177,25 @@ void launch_for_each_unit(int64_t rows, int64_t width, const Op& op,
                                                                    op);
 }
 
+template <class Op>
+void launch_for_each_row(int64_t rows, int64_t width, const Op& op,
+                         cudaStream_t stream) {
+  if (rows == 0) return;
+  // A block of 256 threads per row, fewer for narrow rows (whole warps).
+  const int64_t warps = (width + 31) / 32;
+  const unsigned int threads =
+      static_cast<unsigned int>(32 * (warps < 8 ? (warps < 1 ? 1 : warps) : 8));
+  for_each_row_kernel<Op>
+      <<<static_cast<unsigned int>(rows), threads, 0, stream>>>(op);
+}
+
 template <typename Cell, typename T>
 void launch_recompute_hidden(int64_t rows, int64_t hidden,
                              const compute_t<T>* saved,
                              const compute_t<T>* cells, T* out,
                              cudaStream_t stream) {
   const int64_t n = rows * hidden;
-  if constexpr (Cell::kHasCellState) {
+  if constexpr (Cell::kHasCellState && !Cell::kNormalized) {
     if (n == 0) return;
     recompute_hidden_kernel<Cell, T><<<blocks_for(n), kThreads, 0, stream>>>(
         rows, hidden, saved, cells, out);
@@ -187,7 +210,15 @@ void launch_recompute_hidden(int64_t rows, int64_t hidden,
                                               cudaStream_t);                  \
   template void launch_recompute_hidden<Cell, T>(                             \
       int64_t, int64_t, const compute_t<T>*, const compute_t<T>*, T*,         \
-      cudaStream_t);
+      cudaStream_t);                                                          \
+  FUSEDRNN_INSTANTIATE_ROWS(InputNormForward<Cell, T>)                        \
+  FUSEDRNN_INSTANTIATE_ROWS(InputNormBackward<Cell, T>)                       \
+  FUSEDRNN_INSTANTIATE_ROWS(NormalizedForwardStep<Cell, T>)                   \
+  FUSEDRNN_INSTANTIATE_ROWS(NormalizedBackwardStep<Cell, T>)                  \
+  FUSEDRNN_INSTANTIATE_ROWS(NormalizedHidden<Cell, T>)
+#define FUSEDRNN_INSTANTIATE_ROWS(...)                                        \
+  template void launch_for_each_row<__VA_ARGS__>(                             \
+      int64_t, int64_t, const __VA_ARGS__&, cudaStream_t);
 #define FUSEDRNN_INSTANTIATE_PASS(...)                                        \
   template void launch_for_each_unit<__VA_ARGS__>(                            \
       int64_t, int64_t, const __VA_ARGS__&, cudaStream_t);
@@ -206,6 +237,7 @@ FUSEDRNN_INSTANTIATE_PASS(AddGradient<float>)
 FUSEDRNN_INSTANTIATE_PASS(AddGradient<double>)
 #undef FUSEDRNN_INSTANTIATE_TYPE
 #undef FUSEDRNN_INSTANTIATE_PASS
+#undef FUSEDRNN_INSTANTIATE_ROWS
 #undef FUSEDRNN_INSTANTIATE_CELL
 
 }  // namespace fusedrnn::cuda

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 
+#include "../core/normalization.h"
 #include "../core/regularization.h"
 #include "../core/step.h"
 
@@ -38,6 +39,14 @@ void launch_add_output_gradient(int64_t n, const compute_t<T>* dh,
 template <class Op>
 void launch_for_each_unit(int64_t rows, int64_t width, const Op& op,
                           cudaStream_t stream);
+
+// op(row, r) for rows [0, rows), one thread block per row with a BlockRow
+// context (row_context.cuh): the row passes of core/normalization.h.
+// Instantiated in cell_kernels.cu for each pass, cell and storage type.
+// Compiled, not yet run on a GPU.
+template <class Op>
+void launch_for_each_row(int64_t rows, int64_t width, const Op& op,
+                         cudaStream_t stream);
 
 // The cell's output before the projection (cells with a cell state),
 // recomputed for `rows` rows from the saved values and cell states.

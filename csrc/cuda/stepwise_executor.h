@@ -124,6 +124,14 @@ class StepwiseExecutor {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
+  // op(row, r) over rows, one block per row (normalization.h's passes).
+  // Compiled, not yet run on a GPU.
+  template <class Op>
+  void for_each_row(int64_t rows, int64_t width, const Op& op) const {
+    launch_for_each_row(rows, width, op, stream_);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
   template <class Cell>
   void recompute_hidden(int64_t rows, int64_t H, const Acc* saved,
                         const Acc* cells, T* out) const {

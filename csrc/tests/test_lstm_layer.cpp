@@ -32,17 +32,19 @@ using ForwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const OptTensor&, const Tensor&,
     const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
     const OptTensor&, bool, const OptTensor&, double, const OptTensor&, double,
-    const OptTensor&, double);
+    const OptTensor&, double, const OptTensor&, double);
 using BackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                              Tensor, Tensor>(
+                              Tensor, Tensor, Tensor>(
     const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
     const Tensor&, const OptTensor&, const Tensor&, const Tensor&,
     const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
     const OptTensor&, bool, bool, const OptTensor&, double, const OptTensor&,
-    double, const OptTensor&, double);
+    double, const OptTensor&, double, const OptTensor&, double);
 
-// The ops' last arguments without recurrent dropout or zoneout.
-#define NO_REGULARIZATION std::nullopt, 0.0, std::nullopt, 0.0, std::nullopt, 0.0
+// The ops' last arguments without recurrent dropout or zoneout, and without
+// layer norms (the LSTM takes none).
+#define NO_REGULARIZATION \
+  std::nullopt, 0.0, std::nullopt, 0.0, std::nullopt, 0.0, std::nullopt, 1e-5
 
 constexpr int64_t kT = 5, kB = 3, kI = 4, kH = 6;
 
@@ -237,7 +239,7 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
     // The LSTM's two biases share one gradient (grad_b_ih; grad_b_hh is
     // empty).
     const auto [grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh,
-                grad_bias, grad_b_hh, grad_w_hr] =
+                grad_bias, grad_b_hh, grad_w_hr, grad_norms] =
         ops.backward.call(p.grad_output, p.grad_h_n, p.grad_c_n, p.input,
                           p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt,
                           std::nullopt, output, gates, cells, reverse, true,
