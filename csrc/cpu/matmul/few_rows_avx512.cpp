@@ -10,16 +10,11 @@
 
 #include "packed_multiply.h"  // kMinTaskWork
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "avx512_target.h"
 
 namespace fusedrnn::cpu {
 
 #if defined(__x86_64__)
-
-#define FUSEDRNN_AVX512_BF16_BW \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 namespace {
 

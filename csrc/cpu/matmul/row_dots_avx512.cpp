@@ -20,17 +20,11 @@
 #include <algorithm>
 #include <cstring>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "avx512_target.h"
 
 namespace fusedrnn::cpu {
 
 #if defined(__x86_64__)
-
-// A helper inlined into the kernels, and a kernel.
-#define FUSEDRNN_AVX512 __attribute__((target("avx512f"), always_inline)) inline
-#define FUSEDRNN_AVX512_KERNEL __attribute__((target("avx512f")))
 
 namespace {
 

@@ -11,22 +11,11 @@
 #include <cstring>
 #include <type_traits>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "avx512_target.h"
 
 namespace fusedrnn::cpu {
 
 #if defined(__x86_64__)
-
-// *_KERNEL: a kernel; the others: helpers inlined into the kernels (a
-// helper's target must be a subset of its caller's).
-#define FUSEDRNN_AVX512 __attribute__((target("avx512f"), always_inline)) inline
-#define FUSEDRNN_AVX512_KERNEL __attribute__((target("avx512f")))
-#define FUSEDRNN_AVX512_BF16 \
-  __attribute__((target("avx512f,avx512bf16"), always_inline)) inline
-#define FUSEDRNN_AVX512_BF16_KERNEL \
-  __attribute__((target("avx512f,avx512bf16")))
 
 namespace {
 

@@ -3,9 +3,7 @@
 
 #include <c10/util/Exception.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "avx512_target.h"
 
 namespace fusedrnn::cpu {
 
@@ -17,7 +15,7 @@ namespace {
 // four rounds of shuffles, each pairing registers at twice the distance of
 // the last (elements, pairs, 128-bit lanes of four, then lanes of eight).
 // They only move bits, so any 32-bit payload survives.
-__attribute__((target("avx512f"), always_inline)) inline void transpose(
+FUSEDRNN_AVX512 void transpose(
     __m512 (&a)[16]) {
   __m512 b[16];
   for (int i = 0; i < 8; ++i) {
@@ -44,7 +42,7 @@ __attribute__((target("avx512f"), always_inline)) inline void transpose(
 
 }  // namespace
 
-__attribute__((target("avx512f"))) void transpose_square(
+FUSEDRNN_AVX512_KERNEL void transpose_square(
     const float* src, int64_t src_col_stride, float* dst,
     int64_t dst_row_stride) {
   __m512 a[16];
@@ -56,7 +54,7 @@ __attribute__((target("avx512f"))) void transpose_square(
 // The same with 16 pairs of bfloat16 columns: columns 2i and 2i + 1 of
 // source row r become one 32-bit value (low half first, as in memory),
 // and the 16 x 16 matrix of those is transposed.
-__attribute__((target("avx512f"))) void transpose_square(
+FUSEDRNN_AVX512_KERNEL void transpose_square(
     const c10::BFloat16* src, int64_t src_col_stride, c10::BFloat16* dst,
     int64_t dst_row_stride) {
   __m512 a[16];
