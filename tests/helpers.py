@@ -7,6 +7,19 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import fusedrnn
 
 # The CUDA cases of every test file: they need a GPU and a CUDA build.
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of tiny cases: each op at these
+    sizes would otherwise wake the second core, and on the shared 2-core
+    test machine, with that core busy, F.layer_norm's parallel region cost
+    about 12 ms a call at 2 threads against 50 us at 1 (torch 2.14). Use
+    with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 requires_gpu = pytest.mark.skipif(
     not (torch.cuda.is_available() and fusedrnn.build_info()["cuda"]),
     reason="needs a GPU and fusedrnn built with CUDA")

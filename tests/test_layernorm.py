@@ -19,21 +19,14 @@ from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 import fusedrnn
 from fusedrnn import layernorm, reference
 from fusedrnn.reference import Regularization
+from helpers import one_thread  # noqa: F401  (the fixture, by name)
 
 EXACT = dict(rtol=1e-10, atol=1e-12)
 D64 = torch.float64
 CLASSES = {"LSTM": fusedrnn.LayerNormLSTM, "GRU": fusedrnn.LayerNormGRU}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These sizes are tiny, and F.layer_norm opens a parallel region on every
-    # call: on the shared 2-core machine, with the other core busy, that cost
-    # about 12 ms a call at 2 threads against 50 us at 1 (torch 2.14).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- the formula, by hand ----

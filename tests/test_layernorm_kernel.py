@@ -13,7 +13,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fusedrnn
-from helpers import OpRecorder
+from helpers import OpRecorder, one_thread  # noqa: F401  (one_thread: a fixture)
 from test_layernorm import make, random_hx
 
 BF16 = "bfloat16" in fusedrnn.build_info()["cpu_dtypes"]
@@ -21,13 +21,7 @@ MODES = ["LSTM", "GRU"]
 OP = {"LSTM": "layernorm_lstm", "GRU": "layernorm_gru"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny sizes: one thread avoids waking the other (shared) core per op.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(module, x, hx, lengths=None, seed=0):
