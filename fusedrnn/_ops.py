@@ -61,9 +61,10 @@ def _differentiable_backward(cell, ctx, grads):
     on that output. Returns the gradients of (input, h0, c0, w_ih, w_hh,
     b_ih, b_hh, w_hr) and of the layer norms' packed parameters (`norms`,
     normalized cells; None for the others)."""
-    input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = ctx.saved_tensors[:9]
-    norms = ctx.saved_tensors[12]
-    regularization = _saved_regularization(ctx)
+    saved_tensors = ctx.saved_tensors
+    input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = saved_tensors[:9]
+    norms = saved_tensors[12]
+    regularization = _saved_regularization(ctx, saved_tensors)
     plain = 8
     inputs = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, norms)
     # needs_input_grad covers the arguments the caller passed (a plain
@@ -131,10 +132,12 @@ def _regularization_args(reg):
             float(reg.zoneout), reg.cell_zoneout_mask, float(reg.cell_zoneout))
 
 
-def _saved_regularization(ctx):
+def _saved_regularization(ctx, saved_tensors):
     """The Regularization of the forward, from the masks saved at the end of
-    ctx.saved_tensors and the probabilities on ctx; None where none acted."""
-    masks = ctx.saved_tensors[-3:]
+    `saved_tensors` (ctx.saved_tensors, read once by the caller: each read
+    unpacks every saved tensor again) and the probabilities on ctx; None
+    where none acted."""
+    masks = saved_tensors[-3:]
     args = (masks[0], ctx.probabilities[0], masks[1], ctx.probabilities[1], masks[2],
             ctx.probabilities[2])
     reg = Regularization(*args)
@@ -217,15 +220,16 @@ def _register(cell):
         if torch.is_grad_enabled():
             plain, norm_grads = _differentiable_backward(cell, ctx, (grad_y, grad_h_n, grad_c_n))
             return (*plain, *not_inputs, norm_grads, None)
-        (input, h0, c0, w_ih, w_hh, _, _, w_hr, batch_sizes, y, saved, cells,
-         *_) = ctx.saved_tensors
+        saved_tensors = ctx.saved_tensors
+        (input, h0, c0, w_ih, w_hh, _, _, w_hr, batch_sizes, y, saved, cells, norms,
+         *_) = saved_tensors
         if ctx.saved_is_output:
             saved = y.to(_saved_dtype(input))
         (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
          grad_w_hr, grad_norms) = backward_op(
             grad_y, grad_h_n, grad_c_n if cell.cell_state else None, input, h0, c0, w_ih,
             w_hh, w_hr, batch_sizes, y, saved, cells, ctx.reverse, ctx.needs_input_grad[0],
-            *_regularization_args(_saved_regularization(ctx)), ctx.saved_tensors[12],
+            *_regularization_args(_saved_regularization(ctx, saved_tensors)), norms,
             ctx.eps)
         if not ctx.has_bias:
             grad_b_ih = grad_b_hh = None
