@@ -2,9 +2,9 @@
 weight drop, as module arguments of every fusedrnn layer (off by default).
 
 The masks are drawn here (random_mask: a seed from torch's generator), per
-forward, for each (layer, direction) in order, and handed to the layer function, a kernel or
-fusedrnn.reference alike: the same seed gives the same masks, and so the
-same result, on either. The masks are bool tensors (a byte per unit), which
+forward, for each (layer, direction) in order, and handed to the layer
+function, a kernel or fusedrnn.reference alike: the same seed gives the
+same masks, and so the same result, on either. The masks are bool tensors (a byte per unit), which
 is also what the backward keeps. reference.Regularization says what each
 one does.
 """
