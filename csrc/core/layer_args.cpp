@@ -109,6 +109,20 @@ void check_norms(const LayerInputs& in, const LayerShape& shape, int norms) {
   check_shape(*in.norms, {4 * width + 2 * (norms - 2) * H}, "norms");
 }
 
+Tensor checked_random_mask(const Tensor& seed, c10::SymIntArrayRef size,
+                           double p, c10::DeviceType device_type,
+                           const char* device_name) {
+  TORCH_CHECK(seed.device().type() == device_type &&
+                  seed.scalar_type() == at::kLong && seed.numel() == 1,
+              "fusedrnn.random_mask: expected a one-element int64 seed on the ",
+              device_name, ", got ", seed.scalar_type(), " of size ",
+              seed.sizes(), " on ", seed.device());
+  TORCH_CHECK(p >= 0 && p <= 1,
+              "fusedrnn.random_mask: p must be in [0, 1], got ", p);
+  return at::empty(C10_AS_INTARRAYREF_SLOW(size),
+                   seed.options().dtype(at::kBool));
+}
+
 namespace {
 
 void check_mask(const OptionalTensor& mask, at::IntArrayRef expected,

@@ -110,6 +110,14 @@ void check_regularization(const RegularizationInputs& reg,
                           const LayerShape& shape, const Tensor& input,
                           bool has_cell_state);
 
+// fusedrnn::random_mask's checks (a one-element int64 seed on a device of
+// `device_type`, named `device_name` in the message; p in [0, 1]) and its
+// uninitialised bool result of `size` on the seed's device, for a back end
+// to fill (core/random_mask.h).
+Tensor checked_random_mask(const Tensor& seed, c10::SymIntArrayRef size,
+                           double p, c10::DeviceType device_type,
+                           const char* device_name);
+
 // The data of an optional tensor, or null.
 template <typename T>
 T* data_or_null(const Tensor& t) {

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../core/layer_args.h"
 #include "../core/random_mask.h"
 #include "cell_loops.h"  // FUSEDRNN_MULTIVERSION
 
@@ -21,15 +22,8 @@ FUSEDRNN_MULTIVERSION void fill_mask(uint64_t key, uint64_t threshold,
 
 at::Tensor random_mask(const at::Tensor& seed, c10::SymIntArrayRef sym_size,
                        double p) {
-  const at::IntArrayRef size = C10_AS_INTARRAYREF_SLOW(sym_size);
-  TORCH_CHECK(seed.device().is_cpu() && seed.scalar_type() == at::kLong &&
-                  seed.numel() == 1,
-              "fusedrnn.random_mask: expected a one-element int64 seed on the "
-              "CPU, got ", seed.scalar_type(), " of size ", seed.sizes(),
-              " on ", seed.device());
-  TORCH_CHECK(p >= 0 && p <= 1, "fusedrnn.random_mask: p must be in [0, 1], got ",
-              p);
-  at::Tensor mask = at::empty(size, seed.options().dtype(at::kBool));
+  at::Tensor mask =
+      checked_random_mask(seed, sym_size, p, c10::DeviceType::CPU, "CPU");
   const uint64_t key = static_cast<uint64_t>(seed.item<int64_t>());
   const uint64_t threshold = mask_threshold(p);
   bool* out = mask.data_ptr<bool>();

@@ -14,16 +14,9 @@ namespace {
 
 at::Tensor random_mask(const at::Tensor& seed, c10::SymIntArrayRef sym_size,
                        double p) {
-  TORCH_CHECK(seed.is_cuda() && seed.scalar_type() == at::kLong &&
-                  seed.numel() == 1,
-              "fusedrnn.random_mask: expected a one-element int64 seed on the "
-              "GPU, got ", seed.scalar_type(), " of size ", seed.sizes(),
-              " on ", seed.device());
-  TORCH_CHECK(p >= 0 && p <= 1, "fusedrnn.random_mask: p must be in [0, 1], got ",
-              p);
   const c10::cuda::CUDAGuard guard(seed.device());
-  at::Tensor mask = at::empty(C10_AS_INTARRAYREF_SLOW(sym_size),
-                              seed.options().dtype(at::kBool));
+  at::Tensor mask =
+      checked_random_mask(seed, sym_size, p, c10::DeviceType::CUDA, "GPU");
   launch_random_mask(seed.contiguous().data_ptr<int64_t>(), mask_threshold(p),
                      mask.data_ptr<bool>(), mask.numel(),
                      at::cuda::getCurrentCUDAStream());
