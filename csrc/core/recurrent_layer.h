@@ -17,6 +17,8 @@
 //   static constexpr const char* kDeviceName; "CPU", "CUDA"
 //   static constexpr bool kRowScratch;        whether backward_step wants
 //                                             BackwardStep::scratch
+//   static constexpr bool kTeamLoops;         whether it has the members
+//                                             marked (team) below
 //   static void check_input(const Tensor&);   device, what this machine runs
 //   Executor(const Tensor& input, const LayerShape&);  per call: device
 //                                             guard, stream, library handles
@@ -36,6 +38,12 @@
 //   for_each_row(rows, width, op);            op(row, r) over rows, with a row
 //                                             context (cells/row_stage.h): the
 //                                             passes of normalization.h
+//   (team) runs_team_loops();                 whether it runs this call's
+//                                             time loops itself, for a plain
+//                                             cell without regularization
+//   (team) team_forward<Cell>(layout, H, w_hh, ForwardBuffers)
+//                                             the whole loop; W_hh row-major
+//   (team) team_backward<Cell>(layout, H, weight(W_hh), BackwardBuffers)
 // A step never allocates, synchronises or dispatches an ATen op.
 //
 // Recurrent dropout and zoneout (regularization.h) are passes between the
@@ -63,60 +71,13 @@
 
 #include "dispatch.h"
 #include "layer_args.h"
+#include "layer_buffers.h"
 #include "normalization.h"
 #include "regularization.h"
 #include "sequence_layout.h"
 #include "step.h"
 
 namespace fusedrnn {
-
-template <typename T>
-struct ForwardBuffers {
-  using Acc = compute_t<T>;
-  const T* h0;        // (B, P)
-  const Acc* c0;      // (B, H), cells with a cell state only
-  const Acc* bias_h;  // (G*H): b_hh, zeros without bias
-  Acc* gates;         // (rows, G*H): input projections (with b_ih) in
-  Acc* saved;         // (rows, S*H): the saved values; == gates when S == G
-  T* output;          // (rows, P)
-  Acc* cells;         // (rows, H), cells with a cell state only
-  T* h_n;             // (B, P): each sequence's state after its last step
-  Acc* c_n;           // (B, H), cells with a cell state only
-  Acc* recurrent;     // (B, G*H) scratch
-  T* unprojected;     // (B, H) scratch, with a projection only
-  Acc* zoned_cells;   // (rows, H), with zoneout of c only
-  T* h_dropped;       // (B, P) scratch, with recurrent dropout only
-  NormParams<Acc> norms;  // normalized cells only
-};
-
-template <typename T>
-struct BackwardBuffers {
-  using Acc = compute_t<T>;
-  const T* h0;           // (B, P)
-  const Acc* c0;         // (B, H), cells with a cell state only
-  const T* output;       // (rows, P): the forward's outputs
-  const Acc* saved;      // (rows, S*H): the forward's saved values
-  const Acc* cells;      // (rows, H), cells with a cell state only
-  const T* output_grad;  // (rows, P), or null when no gradient reached it
-  Acc* dh;               // (B, P): gradient at h_n in, at h0 out
-  Acc* dc;               // (B, H): gradient at c_n in, at c0 out (or null)
-  T* dgates_x;           // (rows, G*H): input pre-activation gradients out
-  T* dgates_h;           // (rows, G*H): recurrent ones, == dgates_x unless split
-  T* dprojected;         // (rows, P): projection only, gradient at each output
-  Acc* dunprojected;     // (B, H) scratch, projection only
-  Acc* scratch;          // (B, 2*G*H) scratch, for executors with kRowScratch
-  const Acc* zoned_cells;  // (rows, H), with zoneout of c only
-  Acc* carry_h;          // (B, P) scratch, with zoneout of h only
-  Acc* carry_c;          // (B, H) scratch, with zoneout of c only
-  Acc* recurrent_grad;   // (B, P) scratch, with recurrent dropout only
-  // Normalized cells only: the layer norms' parameters, and the gradients
-  // after LN_ih (and LN_hh, the same buffer when the cell shares them) and
-  // LN_c of every row.
-  NormParams<Acc> norms;
-  Acc* dnorm_x;          // (rows, G*H)
-  Acc* dnorm_h;          // (rows, G*H)
-  Acc* dnorm_c;          // (rows, H), cells with a cell state
-};
 
 // A step's rows of a mask over the layer's rows, or null.
 inline const bool* step_mask(const bool* mask, int64_t row0, int64_t width) {
@@ -141,15 +102,55 @@ void zone_cells(const Exec& exec, const SequenceLayout& layout, int64_t s,
                                zoned_cells + row0 * H});
 }
 
-// The rows of the step processed s-th, and where their previous state is.
-template <typename T>
-StepRows<T> step_rows(const SequenceLayout& layout, int64_t s, int64_t H,
-                      int64_t P, const T* output, const T* h0,
-                      const compute_t<T>* cells, const compute_t<T>* c0) {
-  const int64_t prev_row0 = s > 0 ? layout.offset(layout.step(s - 1)) : 0;
-  return {layout.live(layout.step(s)), layout.continuing(s),
-          output + prev_row0 * P, h0,
-          cells != nullptr ? cells + prev_row0 * H : nullptr, c0};
+// Sequences whose last step was the one processed s-th hand over their
+// final state: h from the outputs, c from `state_cells` (the c each step
+// reads back), when the cell has one.
+template <class Exec, typename T>
+void hand_over_final_states(const Exec& exec, const SequenceLayout& layout,
+                            int64_t s, int64_t H, int64_t P,
+                            const ForwardBuffers<T>& buf,
+                            const compute_t<T>* state_cells) {
+  const int64_t row0 = layout.offset(layout.step(s));
+  const int64_t live = layout.live(layout.step(s)), ending = layout.live_after(s);
+  exec.copy(buf.h_n + ending * P, buf.output + (row0 + ending) * P,
+            (live - ending) * P);
+  if (state_cells != nullptr) {
+    exec.copy(buf.c_n + ending * H, state_cells + (row0 + ending) * H,
+              (live - ending) * H);
+  }
+}
+
+// The forward time loop on the executor's team (its team loops), where it
+// takes this call; returns whether it did.
+template <class Cell, class Exec, typename T>
+bool team_forward(const Exec& exec, const SequenceLayout& layout, int64_t H,
+                  const T* w_hh, const Regularization<T>& reg,
+                  const ForwardBuffers<T>& buf) {
+  if constexpr (Exec::kTeamLoops && !Cell::kNormalized) {
+    if (exec.runs_team_loops() && !reg.any()) {
+      exec.template team_forward<Cell>(layout, H, w_hh, buf);
+      for (int64_t s = 0; s < layout.steps(); ++s) {
+        hand_over_final_states(exec, layout, s, H, H, buf, buf.cells);
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+// The same for the backward time loop; `w_hh` is op(W_hh) = W_hh.
+template <class Cell, class Exec, typename T>
+bool team_backward(const Exec& exec, const SequenceLayout& layout, int64_t H,
+                   const typename Exec::Weight& w_hh,
+                   const Regularization<T>& reg,
+                   const BackwardBuffers<T>& buf) {
+  if constexpr (Exec::kTeamLoops && !Cell::kNormalized) {
+    if (exec.runs_team_loops() && !reg.any()) {
+      exec.template team_backward<Cell>(layout, H, w_hh, buf);
+      return true;
+    }
+  }
+  return false;
 }
 
 // Forward time loop. `w_hh` is op(W_hh) = W_hh^T (P -> G*H) in G blocks
@@ -215,14 +216,7 @@ void forward_sequence(const Exec& exec, const SequenceLayout& layout,
     if (buf.zoned_cells != nullptr) {
       zone_cells(exec, layout, s, H, rows, reg, buf.cells, buf.zoned_cells);
     }
-    // Sequences whose last step this was hand over their final state.
-    const int64_t ending = layout.live_after(s);
-    exec.copy(buf.h_n + ending * P, output_t + ending * P, (live - ending) * P);
-    if (cells_t != nullptr) {
-      const Acc* final_cells = state_cells + row0 * H;
-      exec.copy(buf.c_n + ending * H, final_cells + ending * H,
-                (live - ending) * H);
-    }
+    hand_over_final_states(exec, layout, s, H, P, buf, state_cells);
   }
 }
 
@@ -443,21 +437,24 @@ LayerOutputs layer_forward(const LayerInputs& in) {
     const Tensor c0 = in.c0 ? in.c0->to(acc_options).contiguous() : Tensor();
     const Tensor w_hr = projected ? in.w_hr->contiguous() : Tensor();
 
-    const auto hh = exec.weight(w_hh, /*transpose=*/true, /*groups=*/G);
-    std::optional<typename Executor<T>::Weight> hr;
-    if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/true, 1));
-    forward_sequence<Cell>(
-        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr, reg,
-        ForwardBuffers<T>{
-            h0.data_ptr<T>(), data_or_null<Acc>(c0), bias_h.data_ptr<Acc>(),
-            gates.data_ptr<Acc>(), out.saved.data_ptr<Acc>(),
-            out.output.data_ptr<T>(),
-            Cell::kHasCellState ? out.cells.data_ptr<Acc>() : nullptr,
-            out.h_n.data_ptr<T>(),
-            Cell::kHasCellState ? c_n.data_ptr<Acc>() : nullptr,
-            recurrent.data_ptr<Acc>(), data_or_null<T>(unprojected),
-            zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
-            data_or_null<T>(h_dropped), norms});
+    const ForwardBuffers<T> buffers{
+        h0.data_ptr<T>(), data_or_null<Acc>(c0), bias_h.data_ptr<Acc>(),
+        gates.data_ptr<Acc>(), out.saved.data_ptr<Acc>(),
+        out.output.data_ptr<T>(),
+        Cell::kHasCellState ? out.cells.data_ptr<Acc>() : nullptr,
+        out.h_n.data_ptr<T>(),
+        Cell::kHasCellState ? c_n.data_ptr<Acc>() : nullptr,
+        recurrent.data_ptr<Acc>(), data_or_null<T>(unprojected),
+        zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
+        data_or_null<T>(h_dropped), norms};
+    if (!team_forward<Cell>(exec, shape.layout, H, w_hh.data_ptr<T>(), reg,
+                            buffers)) {
+      const auto hh = exec.weight(w_hh, /*transpose=*/true, /*groups=*/G);
+      std::optional<typename Executor<T>::Weight> hr;
+      if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/true, 1));
+      forward_sequence<Cell>(exec, shape.layout, H, P, hh,
+                             hr ? &*hr : nullptr, reg, buffers);
+    }
     out.saved = out.saved.view(shape.rows_of(SW));
     out.c_n = c_n.to(options.dtype());
     return out;
@@ -549,23 +546,25 @@ LayerGradients layer_backward(const LayerInputs& in,
       }
     }
 
+    const BackwardBuffers<T> buffers{
+        h0.data_ptr<T>(), data_or_null<Acc>(c0), output_c.data_ptr<T>(),
+        saved_c.data_ptr<Acc>(), data_or_null<Acc>(cells_c),
+        data_or_null<T>(dy), dh.data_ptr<Acc>(), data_or_null<Acc>(dc),
+        dgates_x.data_ptr<T>(), dgates_h.data_ptr<T>(),
+        data_or_null<T>(dprojected), data_or_null<Acc>(dunprojected),
+        data_or_null<Acc>(scratch),
+        zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
+        data_or_null<Acc>(carry_h), data_or_null<Acc>(carry_c),
+        data_or_null<Acc>(recurrent_grad), norms,
+        data_or_null<Acc>(dnorm_x), data_or_null<Acc>(dnorm_h),
+        data_or_null<Acc>(dnorm_c)};
     const auto hh = exec.weight(w_hh, /*transpose=*/false, 1);
-    std::optional<typename Executor<T>::Weight> hr;
-    if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/false, 1));
-    backward_sequence<Cell>(
-        exec, shape.layout, H, P, hh, hr ? &*hr : nullptr, reg,
-        BackwardBuffers<T>{
-            h0.data_ptr<T>(), data_or_null<Acc>(c0), output_c.data_ptr<T>(),
-            saved_c.data_ptr<Acc>(), data_or_null<Acc>(cells_c),
-            data_or_null<T>(dy), dh.data_ptr<Acc>(), data_or_null<Acc>(dc),
-            dgates_x.data_ptr<T>(), dgates_h.data_ptr<T>(),
-            data_or_null<T>(dprojected), data_or_null<Acc>(dunprojected),
-            data_or_null<Acc>(scratch),
-            zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
-            data_or_null<Acc>(carry_h), data_or_null<Acc>(carry_c),
-            data_or_null<Acc>(recurrent_grad), norms,
-            data_or_null<Acc>(dnorm_x), data_or_null<Acc>(dnorm_h),
-            data_or_null<Acc>(dnorm_c)});
+    if (!team_backward<Cell>(exec, shape.layout, H, hh, reg, buffers)) {
+      std::optional<typename Executor<T>::Weight> hr;
+      if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/false, 1));
+      backward_sequence<Cell>(exec, shape.layout, H, P, hh,
+                              hr ? &*hr : nullptr, reg, buffers);
+    }
     gather_previous_outputs(exec, shape.layout, P, output_c.data_ptr<T>(),
                             h0.data_ptr<T>(), h_prev.data_ptr<T>());
     if (dropped) {

@@ -34,6 +34,9 @@ struct Regularization {
   bool zones_cells() const {
     return cell_zoneout_keep != nullptr || cell_zoneout > Acc(0);
   }
+  bool any() const {
+    return recurrent_keep != nullptr || zones_hidden() || zones_cells();
+  }
 };
 
 // out = the previous value where the unit keeps it (training), else the

@@ -83,7 +83,7 @@ FUSEDRNN_MULTIVERSION void forward_units(
   }
 }
 
-// Gate derivatives of one step for rows [b0, b1). On entry `dh` holds the
+// Gate derivatives of one step for rows [b0, b1) and units [j0, j1). On entry `dh` holds the
 // gradient at h' (plus `dy` when kHasOutputGrad: as a template argument the
 // test stays out of the loop); on exit h's own share of the gradient at the
 // previous h, for cells that read h (the share through W_hh is added by the
@@ -94,8 +94,8 @@ FUSEDRNN_MULTIVERSION void forward_units(
 template <typename Cell, bool kHasOutputGrad, typename T,
           typename Acc = compute_t<T>>
 FUSEDRNN_MULTIVERSION void backward_rows(
-    int64_t b0, int64_t b1, int64_t H, int64_t P, const StepRows<T>& rows,
-    const Acc* __restrict saved, const Acc* __restrict cells,
+    int64_t b0, int64_t b1, int64_t j0, int64_t j1, int64_t H, int64_t P,
+    const StepRows<T>& rows, const Acc* __restrict saved, const Acc* __restrict cells,
     const T* __restrict dy, Acc* __restrict dh,
     Acc* __restrict dc, Acc* __restrict row_x, Acc* __restrict row_h,
     T* __restrict dgates_x, T* __restrict dgates_h) {
@@ -114,7 +114,7 @@ FUSEDRNN_MULTIVERSION void backward_rows(
     // row_h is empty unless the cell splits its gradients.
     Acc* __restrict dr =
         Cell::kSplitRecurrentGrad ? row_h + b * G * H : nullptr;
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       const int64_t u = b * H + j;
       const Acc dh_total = kHasOutputGrad ? dh[u] + Acc(dy[u]) : dh[u];
       Acc dh_prev = Acc(0), dc_prev = Acc(0);
@@ -129,9 +129,12 @@ FUSEDRNN_MULTIVERSION void backward_rows(
       if constexpr (Cell::kHasCellState) dc[u] = dc_prev;
     }
     if constexpr (!kSameType) {
-      std::copy(dx, dx + G * H, dgates_x + b * G * H);
-      if constexpr (Cell::kSplitRecurrentGrad) {
-        std::copy(dr, dr + G * H, dgates_h + b * G * H);
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t at = g * H;
+        std::copy(dx + at + j0, dx + at + j1, dgates_x + b * G * H + at + j0);
+        if constexpr (Cell::kSplitRecurrentGrad) {
+          std::copy(dr + at + j0, dr + at + j1, dgates_h + b * G * H + at + j0);
+        }
       }
     }
   }

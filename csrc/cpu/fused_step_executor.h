@@ -6,7 +6,9 @@
 // (matmul.h: the weight is packed once per call for the tile kernels) and
 // applies the cell's math to them while they are in its cache. Threads meet
 // only at the end of the step (and around the projection, which needs every
-// unit). The layer's buffers come from a pool that recycles them across
+// unit). At a batch of a few rows the whole loop is instead one parallel
+// region, whose threads meet at a barrier between steps (team_loops.h).
+// The layer's buffers come from a pool that recycles them across
 // calls (buffer_pool.h). It serves float32, float64, and bfloat16 on a CPU
 // with AVX512_BF16.
 #pragma once
@@ -22,6 +24,7 @@
 #include "buffer_pool.h"
 #include "cell_loops.h"
 #include "matmul.h"
+#include "team_loops.h"
 #include "whole_multiply.h"
 
 namespace fusedrnn::cpu {
@@ -41,11 +44,32 @@ class FusedStepExecutor {
   static constexpr const char* kDeviceName = "CPU";
   // bfloat16 gate gradients are computed in float before they are stored.
   static constexpr bool kRowScratch = !std::is_same_v<T, Acc>;
+  // Runs whole time loops of small batches itself (team_loops.h).
+  static constexpr bool kTeamLoops = true;
 
   static void check_input(const at::Tensor& input) { check_cpu_input(input); }
 
   FusedStepExecutor(const at::Tensor& /*input*/, const LayerShape& shape)
-      : total_rows_(shape.layout.rows()) {}
+      : total_rows_(shape.layout.rows()),
+        team_loops_(shape.layout.batch() >= 1 &&
+                    shape.layout.batch() <= kTeamMaxRows &&
+                    shape.out_size == shape.hidden) {}
+
+  // Whether team_forward and team_backward run this layer's loops (for a
+  // plain cell without regularization: the layer function checks those).
+  bool runs_team_loops() const { return team_loops_; }
+
+  template <class Cell>
+  void team_forward(const SequenceLayout& layout, int64_t H, const T* w_hh,
+                    const ForwardBuffers<T>& buf) const {
+    cpu::team_forward<Cell>(layout, H, w_hh, buf);
+  }
+
+  template <class Cell>
+  void team_backward(const SequenceLayout& layout, int64_t H,
+                     const Weight& w_hh, const BackwardBuffers<T>& buf) const {
+    cpu::team_backward<Cell>(layout, H, w_hh, buf);
+  }
 
   at::Tensor empty(at::IntArrayRef sizes,
                    const at::TensorOptions& options) const {
@@ -77,13 +101,14 @@ class FusedStepExecutor {
           const int64_t width = Cell::kGates * H;
           if (step.h_multiplied != nullptr) {
             multiply_units(rows.live, step.h_multiplied, P, w_hh, s0, s1,
-                           step.recurrent, width);
+                           Acc(0), step.recurrent, width);
           } else {
             multiply_units(rows.continuing, rows.h_previous_step, P, w_hh, s0,
-                           s1, step.recurrent, width);
+                           s1, Acc(0), step.recurrent, width);
             multiply_units(rows.live - rows.continuing,
                            rows.h0 + rows.continuing * P, P, w_hh, s0, s1,
-                           step.recurrent + rows.continuing * width, width);
+                           Acc(0), step.recurrent + rows.continuing * width,
+                           width);
           }
           forward_units<Cell>(rows.live, s0 * kUnitSlice,
                               std::min(H, s1 * kUnitSlice), H, P, rows,
@@ -109,12 +134,12 @@ class FusedStepExecutor {
     at::parallel_for(
         0, step.rows.live, rows_per_task(G * H), [&](int64_t b0, int64_t b1) {
           if (step.dy != nullptr) {
-            backward_rows<Cell, true>(b0, b1, H, P, step.rows, step.saved,
+            backward_rows<Cell, true>(b0, b1, 0, H, H, P, step.rows, step.saved,
                                       step.cells, step.dy, step.dh, step.dc,
                                       row_x, row_h, step.dgates_x,
                                       step.dgates_h);
           } else {
-            backward_rows<Cell, false>(b0, b1, H, P, step.rows, step.saved,
+            backward_rows<Cell, false>(b0, b1, 0, H, H, P, step.rows, step.saved,
                                        step.cells, step.dy, step.dh, step.dc,
                                        row_x, row_h, step.dgates_x,
                                        step.dgates_h);
@@ -178,6 +203,7 @@ class FusedStepExecutor {
 
  private:
   int64_t total_rows_;
+  bool team_loops_;
 };
 
 }  // namespace fusedrnn::cpu

@@ -142,7 +142,7 @@ void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
 template <typename T>
 void multiply_units(int64_t m, const T* a, int64_t lda,
                     const RightOperand<T>& w, int64_t s0, int64_t s1,
-                    compute_t<T>* c, int64_t ldc) {
+                    compute_t<T> beta, compute_t<T>* c, int64_t ldc) {
   const int64_t units = w.units();
   const int64_t u0 = s0 * kUnitSlice;
   const int64_t u1 = std::min(units, s1 * kUnitSlice);
@@ -152,8 +152,9 @@ void multiply_units(int64_t m, const T* a, int64_t lda,
     if constexpr (!std::is_same_v<T, double>) {
       if (!w.packed_.empty()) {
         // Slice s of block g is panel s of its packed matrix.
-        multiply_panel_range(m, LeftMatrix<T>{a, lda}, w.packed_[g], 0.0f,
-                             c + g * units, ldc, s0, s1);
+        multiply_panel_range(m, LeftMatrix<T>{a, lda}, w.packed_[g],
+                             static_cast<float>(beta), c + g * units, ldc, s0,
+                             s1);
         continue;
       }
     }
@@ -161,7 +162,7 @@ void multiply_units(int64_t m, const T* a, int64_t lda,
     // is W^T, columns of W otherwise.
     const T* part = w.transpose_ ? w.w_ + column0 * w.cols_ : w.w_ + column0;
     unpacked_multiply(m, a, lda, part, w.cols_, w.k(), u1 - u0, w.transpose_,
-                      compute_t<T>(0), c + column0, ldc);
+                      beta, c + column0, ldc);
   }
 }
 
@@ -171,7 +172,7 @@ void multiply_units(int64_t m, const T* a, int64_t lda,
                             compute_t<T>*, int64_t);                          \
   template void multiply_units<T>(int64_t, const T*, int64_t,                 \
                                   const RightOperand<T>&, int64_t, int64_t,   \
-                                  compute_t<T>*, int64_t);
+                                  compute_t<T>, compute_t<T>*, int64_t);
 FUSEDRNN_INSTANTIATE_MULTIPLY(float)
 FUSEDRNN_INSTANTIATE_MULTIPLY(double)
 FUSEDRNN_INSTANTIATE_MULTIPLY(c10::BFloat16)

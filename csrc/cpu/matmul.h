@@ -68,7 +68,8 @@ class RightOperand {
                        compute_t<U>, compute_t<U>*, int64_t);
   template <typename U>
   friend void multiply_units(int64_t, const U*, int64_t, const RightOperand<U>&,
-                             int64_t, int64_t, compute_t<U>*, int64_t);
+                             int64_t, int64_t, compute_t<U>, compute_t<U>*,
+                             int64_t);
   // double has no tile kernels.
   struct NoKernels {};
   using Packed = std::conditional_t<std::is_same_v<T, double>, NoKernels,
@@ -92,13 +93,13 @@ template <typename T>
 void multiply(int64_t m, const T* a, int64_t lda, const RightOperand<T>& w,
               compute_t<T> beta, compute_t<T>* c, int64_t ldc);
 
-// C = A op(W) (beta 0) for the units of slices [s0, s1) only: columns
+// C = A op(W) + beta C for the units of slices [s0, s1) only: columns
 // [u0, u1) of every block, u0 = s0 * kUnitSlice, u1 = min(units, s1 *
 // kUnitSlice). Runs on the calling thread: the caller spreads the slices
 // over its threads.
 template <typename T>
 void multiply_units(int64_t m, const T* a, int64_t lda,
                     const RightOperand<T>& w, int64_t s0, int64_t s1,
-                    compute_t<T>* c, int64_t ldc);
+                    compute_t<T> beta, compute_t<T>* c, int64_t ldc);
 
 }  // namespace fusedrnn::cpu

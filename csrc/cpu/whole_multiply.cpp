@@ -1,13 +1,22 @@
 #include "whole_multiply.h"
 
 #include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 
 #include "buffer_pool.h"
 #include "matmul/few_rows.h"
 #include "matmul/packed_multiply.h"
+#include "matmul/row_dots.h"
 
 namespace fusedrnn::cpu {
 namespace {
+
+// Whether b is W^T for a row-major W (PackedMatrix and row_dots read W so).
+bool is_transposed_row_major(const at::Tensor& b) {
+  return !b.is_contiguous() && b.t().is_contiguous();
+}
 
 template <typename E>
 at::Tensor packed_whole_multiply(const at::Tensor& a, const at::Tensor& b,
@@ -22,7 +31,7 @@ at::Tensor packed_whole_multiply(const at::Tensor& a, const at::Tensor& b,
   at::Tensor out = pooled_empty({M, N}, float_options);
   const at::Tensor bias_c = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   // PackedMatrix reads a row-major W as W or as W^T.
-  const bool transposed = !b.is_contiguous() && b.t().is_contiguous();
+  const bool transposed = is_transposed_row_major(b);
   const at::Tensor w = transposed ? b.t() : b.contiguous();
   const PackedMatrix<E> packed(w.data_ptr<E>(), w.size(0), w.size(1),
                                transposed);
@@ -41,12 +50,45 @@ at::Tensor few_rows_whole_multiply(const at::Tensor& a, const at::Tensor& b,
   at::Tensor out = pooled_empty({M, N}, a.options().dtype(at::kFloat));
   const at::Tensor a_c = a.contiguous();
   // b is W^T for a row-major W (N x K), or W (K x N) itself.
-  const bool transposed = !b.is_contiguous() && b.t().is_contiguous();
+  const bool transposed = is_transposed_row_major(b);
   const at::Tensor w = transposed ? b.t() : b.contiguous();
   few_rows_multiply(M, a_c.data_ptr<c10::BFloat16>(), K,
                     w.data_ptr<c10::BFloat16>(), w.size(1), K, N, transposed,
                     0.0f, out.data_ptr<float>(), N);
   return bias ? out.add_(*bias) : out;
+}
+
+// The same for float and double with fewer than kMinRowsToPack rows of a
+// and b = W^T for a row-major W (the input projection of a short sequence
+// at a small batch): each element of C is a dot product of a row of a and a
+// row of W, read in place (matmul/row_dots.h). BLAS takes this shape (one
+// row by a 1 MiB weight) at a fraction of the cache's bandwidth.
+template <typename T>
+at::Tensor row_dots_whole_multiply(const at::Tensor& a, const at::Tensor& b,
+                                   const std::optional<at::Tensor>& bias) {
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  at::Tensor out = pooled_empty({M, N}, a.options());
+  const at::Tensor a_c = a.contiguous();
+  const at::Tensor w = b.t();  // (N, K), row-major
+  const at::Tensor bias_c = bias ? bias->contiguous() : at::Tensor();
+  const T* a_data = a_c.data_ptr<T>();
+  const T* w_data = w.data_ptr<T>();
+  const T* bias_data = bias_c.defined() ? bias_c.data_ptr<T>() : nullptr;
+  T* c = out.data_ptr<T>();
+  const int64_t grain =
+      std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, M * K));
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+    for (int64_t b0 = 0; b0 < M; b0 += kMaxDotVectors) {
+      const int64_t vectors = std::min(kMaxDotVectors, M - b0);
+      row_dots(n1 - n0, vectors, w_data + n0 * K, K, a_data + b0 * K, K, K,
+               c + b0 * N + n0, N);
+    }
+    if (bias_data == nullptr) return;
+    for (int64_t i = 0; i < M; ++i) {
+      for (int64_t n = n0; n < n1; ++n) c[i * N + n] += bias_data[n];
+    }
+  });
+  return out;
 }
 
 }  // namespace
@@ -65,6 +107,15 @@ at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
   if (a.scalar_type() == at::kFloat && packed_multiply_available<float>() &&
       a.size(0) >= kMinRowsToPack) {
     return packed_whole_multiply<float>(a, b, bias);
+  }
+  if (a.size(0) < kMinRowsToPack && a.size(0) > 0 && a.size(1) > 0 &&
+      is_transposed_row_major(b)) {
+    if (a.scalar_type() == at::kFloat) {
+      return row_dots_whole_multiply<float>(a, b, bias);
+    }
+    if (a.scalar_type() == at::kDouble) {
+      return row_dots_whole_multiply<double>(a, b, bias);
+    }
   }
   // BLAS, in the compute type.
   const auto dtype = at::toOpMathType(a.scalar_type());

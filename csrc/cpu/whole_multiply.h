@@ -4,7 +4,9 @@
 // Each is one multiply over every row of the sequence, thousands of rows by
 // a few hundred to a few thousand columns. For float on a CPU with AVX-512,
 // and for bfloat16 on one with AVX512_BF16, they run on the same tile
-// kernels as the step multiplies (matmul/); elsewhere at::mm does them.
+// kernels as the step multiplies (matmul/); with fewer rows than packing
+// repays (a short sequence at a small batch), the row dot products read the
+// weight in place; elsewhere at::mm does them.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -32,6 +32,7 @@ class StepwiseExecutor {
   static constexpr bool kServes = true;
   static constexpr const char* kDeviceName = "CUDA";
   static constexpr bool kRowScratch = false;
+  static constexpr bool kTeamLoops = false;
 
   static void check_input(const at::Tensor& input) { check_cuda_input(input); }
 

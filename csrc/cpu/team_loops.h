@@ -1,0 +1,177 @@
+// The time loops of a layer at a small batch, forward and backward, each
+// in one parallel region (team.h) instead of one or two per step.
+//
+// A step of a few rows reads all of W_hh for little arithmetic, so its
+// cost is streaming W_hh and starting the step. Here each worker owns the
+// same hidden units for the whole loop and keeps their rows of W_hh in
+// its L2:
+//   forward, per step: the recurrent sums of its units (W_hh's rows, in
+//     place, dotted with the previous h: matmul/row_dots.h), then the
+//     cell's math on them (forward_units); then the workers meet, since
+//     the next step reads every unit of h.
+//   backward, per step: the gate gradients of its units (backward_rows);
+//     the workers meet, since each h unit's gradient sums over every gate
+//     gradient; then the gradient at the previous h of its units, from
+//     W_hh's columns of those units (the executor's multiply_units, on W_hh
+//     packed for the tile kernels). No meeting after that: a worker's next
+//     gate gradients read only its own units'.
+// Each value is computed by one worker, in an order that does not depend
+// on which worker that is: the results are the same bits at any thread
+// count.
+//
+// Plain cells without a projection or regularization (the layer function
+// decides, recurrent_layer.h); W_hh is row-major (G*H, H), P = H.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "../core/layer_buffers.h"
+#include "cell_loops.h"
+#include "matmul.h"
+#include "matmul/packed_multiply.h"  // kMinTaskWork
+#include "matmul/row_dots.h"
+#include "team.h"
+
+namespace fusedrnn::cpu {
+
+// Units a worker takes at a time: one float vector of the cell math.
+constexpr int64_t kTeamUnitBlock = 16;
+
+// Rows a step may have for the team loops: one pass of the row dot
+// products over W_hh serves them all.
+constexpr int64_t kTeamMaxRows = kMaxDotVectors;
+
+// Which hidden units each worker of a team owns: blocks of `block` units,
+// spread evenly.
+class UnitShare {
+ public:
+  UnitShare(int64_t hidden, int64_t workers, int64_t block)
+      : hidden_(hidden),
+        workers_(workers),
+        block_(block),
+        blocks_((hidden + block - 1) / block) {}
+
+  // The first block of worker w, and the first unit.
+  int64_t first_block(int64_t w) const { return w * blocks_ / workers_; }
+  int64_t begin(int64_t w) const {
+    return std::min(hidden_, first_block(w) * block_);
+  }
+  int64_t end(int64_t w) const { return begin(w + 1); }
+
+ private:
+  int64_t hidden_, workers_, block_, blocks_;
+};
+
+// Workers for a layer of `rows` rows per step: about kMinTaskWork
+// multiply-adds each per step, at most the team's threads.
+inline int64_t team_size(int64_t rows, int64_t gates, int64_t hidden) {
+  const int64_t step_work = rows * gates * hidden * hidden;
+  return std::clamp<int64_t>(step_work / kMinTaskWork, 1, team_workers());
+}
+
+// recurrent[b, g*H + j] = W_hh[g*H + j] . h_prev[b] for the step's rows b
+// and units j in [j0, j1), every gate g.
+template <typename T>
+void recurrent_sums(const StepRows<T>& rows, const T* w_hh, int64_t G,
+                    int64_t H, int64_t j0, int64_t j1,
+                    compute_t<T>* recurrent) {
+  auto dots = [&](int64_t b0, int64_t count, const T* h) {
+    if (count == 0) return;
+    for (int64_t g = 0; g < G; ++g) {
+      row_dots(j1 - j0, count, w_hh + (g * H + j0) * H, H, h, H, H,
+               recurrent + b0 * G * H + g * H + j0, G * H);
+    }
+  };
+  dots(0, rows.continuing, rows.h_previous_step);
+  dots(rows.continuing, rows.live - rows.continuing,
+       rows.h0 + rows.continuing * H);
+}
+
+template <class Cell, typename T>
+void team_forward(const SequenceLayout& layout, int64_t H, const T* w_hh,
+                  const ForwardBuffers<T>& buf) {
+  static_assert(!Cell::kNormalized);
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t workers = team_size(layout.batch(), G, H);
+  const UnitShare share(H, workers, kTeamUnitBlock);
+  run_team(workers, [&](int64_t w0, int64_t w1, TeamBarrier& barrier) {
+    for (int64_t s = 0; s < layout.steps(); ++s) {
+      const int64_t row0 = layout.offset(layout.step(s));
+      const StepRows<T> rows =
+          step_rows(layout, s, H, H, buf.output, buf.h0, buf.cells, buf.c0);
+      for (int64_t w = w0; w < w1; ++w) {
+        const int64_t j0 = share.begin(w), j1 = share.end(w);
+        if (j0 == j1) continue;
+        recurrent_sums(rows, w_hh, G, H, j0, j1, buf.recurrent);
+        forward_units<Cell>(
+            rows.live, j0, j1, H, H, rows, buf.gates + row0 * G * H,
+            buf.saved + row0 * S * H, buf.recurrent, buf.bias_h,
+            buf.cells != nullptr ? buf.cells + row0 * H : nullptr,
+            buf.output + row0 * H);
+      }
+      barrier.arrive_and_wait(w1 - w0);
+    }
+  });
+}
+
+// `w_hh` is op(W_hh) = W_hh (G*H -> H), prepared for the multiplies.
+template <class Cell, typename T>
+void team_backward(const SequenceLayout& layout, int64_t H,
+                   const RightOperand<T>& w_hh, const BackwardBuffers<T>& buf) {
+  static_assert(!Cell::kNormalized);
+  using Acc = compute_t<T>;
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  // bfloat16 gate gradients are computed in float, then stored.
+  constexpr bool kRowScratch = !std::is_same_v<T, Acc>;
+  const int64_t workers = team_size(layout.batch(), G, H);
+  // Whole slices of the multiply's columns, which are the units whose gate
+  // gradients the same worker computes.
+  const UnitShare share(H, workers, kUnitSlice);
+  run_team(workers, [&](int64_t w0, int64_t w1, TeamBarrier& barrier) {
+    for (int64_t s = layout.steps() - 1; s >= 0; --s) {
+      const int64_t row0 = layout.offset(layout.step(s));
+      const StepRows<T> rows =
+          step_rows(layout, s, H, H, buf.output, buf.h0, buf.cells, buf.c0);
+      const int64_t live = rows.live;
+      T* dgates_x = buf.dgates_x + row0 * G * H;
+      T* dgates_h = buf.dgates_h + row0 * G * H;
+      Acc* row_x = nullptr;
+      Acc* row_h = nullptr;
+      if constexpr (kRowScratch) {
+        row_x = buf.scratch;
+        row_h = buf.scratch + live * G * H;
+      } else {
+        row_x = dgates_x;
+        row_h = dgates_h;
+      }
+      const Acc* saved = buf.saved + row0 * S * H;
+      const Acc* cells = buf.cells != nullptr ? buf.cells + row0 * H : nullptr;
+      for (int64_t w = w0; w < w1; ++w) {
+        const int64_t j0 = share.begin(w), j1 = share.end(w);
+        if (j0 == j1) continue;
+        if (buf.output_grad != nullptr) {
+          backward_rows<Cell, true>(0, live, j0, j1, H, H, rows, saved, cells,
+                                    buf.output_grad + row0 * H, buf.dh,
+                                    buf.dc, row_x, row_h, dgates_x, dgates_h);
+        } else {
+          backward_rows<Cell, false>(0, live, j0, j1, H, H, rows, saved,
+                                     cells, static_cast<const T*>(nullptr),
+                                     buf.dh, buf.dc, row_x,
+                                     row_h, dgates_x, dgates_h);
+        }
+      }
+      barrier.arrive_and_wait(w1 - w0);
+      // The gradient at the previous h through W_hh, added to h's own
+      // share where the cell has one.
+      const Acc beta = Cell::kReadsPreviousHidden ? Acc(1) : Acc(0);
+      for (int64_t w = w0; w < w1; ++w) {
+        multiply_units(live, dgates_h, G * H, w_hh, share.first_block(w),
+                       share.first_block(w + 1), beta, buf.dh, H);
+      }
+    }
+  });
+}
+
+}  // namespace fusedrnn::cpu
