@@ -48,22 +48,31 @@ class LatencyCase:
     layers: int = 1
     bidirectional: bool = False
     vocab: int = 0  # decode only
+    # What fusedrnn runs in. torch.nn runs float32 but for float64 cases:
+    # the bfloat16 cases ask what a model cast to bfloat16 gains over
+    # torch.nn's float32 one.
+    dtype: str = "float32"
 
     @property
     def directions(self):
         return 2 if self.bidirectional else 1
 
     @property
+    def torch_dtype(self):
+        return "float64" if self.dtype == "float64" else "float32"
+
+    @property
     def name(self):
         """What the tables show, e.g. "LSTMCell B=1 H=256", "GRU stream100 2-layer bidir",
         "LSTMCell decode V=1000 H=256, 100 tokens"."""
         cell = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[self.cell]
+        dtype = {"float32": "", "float64": " float64", "bfloat16": " bfloat16"}[self.dtype]
         if self.kind == "step":
-            return f"{cell}Cell B={self.B} H={self.H}"
+            return f"{cell}Cell B={self.B} H={self.H}{dtype}"
         if self.kind == "layer":
             shape = f"{self.layers}-layer bidir" if self.bidirectional else "1-layer"
-            return f"{cell} stream{self.T} {shape}"
-        return f"{cell}Cell decode V={self.vocab} H={self.H}, {self.T} tokens"
+            return f"{cell} stream{self.T} {shape}{dtype}"
+        return f"{cell}Cell decode V={self.vocab} H={self.H}, {self.T} tokens{dtype}"
 
     def id(self, threads):
         """Stable key of the case at a thread count, to match runs in `compare`."""
@@ -86,4 +95,14 @@ def latency_cases(scale):
                       for mode in ("fwd", "fwd+bwd")]
     cases.append(LatencyCase("decode", "lstm", scale.tokens, 1, scale.embed,
                              scale.decode_hidden, "fwd", vocab=scale.vocab))
+    # Other dtypes at the smallest sizes: the bfloat16 step (fusedrnn in
+    # bfloat16 against torch.nn's float32 cell), float64 cells and a
+    # float64 batch-1 stream (both in float64).
+    H, B = scale.step_hidden[0], scale.step_batches[-1]
+    cases += [LatencyCase("step", cell, 1, 1, H, H, "fwd", dtype="bfloat16")
+              for cell in ("lstm", "gru", "rnn")]
+    cases += [LatencyCase("step", "lstm", 1, batch, H, H, mode, dtype="float64")
+              for batch in (1, B) for mode in ("fwd", "fwd+bwd")]
+    cases += [LatencyCase("layer", "lstm", scale.stream_steps, 1, H, H, mode, dtype="float64")
+              for mode in ("fwd", "fwd+bwd")]
     return cases

@@ -53,17 +53,25 @@ def build_steps(case, threads, skip=()):
     return steps, notes
 
 
+def _dtypes(case):
+    """(torch.nn's dtype, fusedrnn's dtype) of `case`."""
+    return getattr(torch, case.torch_dtype), getattr(torch, case.dtype)
+
+
 def _step_case(case, threads):
     """One step of nn.LSTMCell / GRUCell / RNNCell from a random state."""
     torch.manual_seed(0)
-    module = CELLS[case.cell].step_cls(case.I, case.H)
+    torch_dtype, fused_dtype = _dtypes(case)
+    module = CELLS[case.cell].step_cls(case.I, case.H, dtype=torch_dtype)
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(case.B, case.I, generator=generator)
-    states = [torch.randn(case.B, case.H, generator=generator)
+    x = torch.randn(case.B, case.I, generator=generator, dtype=torch_dtype)
+    states = [torch.randn(case.B, case.H, generator=generator, dtype=torch_dtype)
               for _ in range(2 if case.cell == "lstm" else 1)]
     makers = {"torch": lambda: _cell_step(module, x, states, case.mode),
-              "fusedrnn": lambda: _cell_step(fused_twin(module), x, states, case.mode)}
-    if case.mode == "fwd" and onnx_peer.available():
+              "fusedrnn": lambda: _cell_step(
+                  fused_twin(module).to(fused_dtype), x.to(fused_dtype),
+                  [state.to(fused_dtype) for state in states], case.mode)}
+    if case.mode == "fwd" and case.dtype == "float32" and onnx_peer.available():
         makers["onnxruntime"] = lambda: _onnx_step(module, case.cell, threads, x, *states)
     return makers, {}
 
@@ -97,21 +105,24 @@ def _cell_step(cell, x, states, mode):
 def _layer_case(case, threads):
     """A whole nn.LSTM / nn.GRU call on a (T, 1, I) stream from zero states."""
     torch.manual_seed(0)
+    torch_dtype, fused_dtype = _dtypes(case)
     module = CELLS[case.cell].torch_cls(case.I, case.H, num_layers=case.layers,
-                                        bidirectional=case.bidirectional)
+                                        bidirectional=case.bidirectional, dtype=torch_dtype)
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(case.T, case.B, case.I, generator=generator)
+    x = torch.randn(case.T, case.B, case.I, generator=generator, dtype=torch_dtype)
     x.requires_grad_(case.mode == "fwd+bwd")
+    fused_x = x.detach().to(fused_dtype).requires_grad_(case.mode == "fwd+bwd")
     width = case.directions * case.H
 
-    def timed(built):
+    def timed(built, x):
         return make_step(built, x, x, case.mode, width)[0]
 
-    makers = {"torch": lambda: timed(module), "fusedrnn": lambda: timed(fused_twin(module))}
-    if case.mode == "fwd":
+    makers = {"torch": lambda: timed(module, x),
+              "fusedrnn": lambda: timed(fused_twin(module).to(fused_dtype), fused_x)}
+    if case.mode == "fwd" and case.dtype == "float32":
         if onnx_peer.available():
             makers["onnxruntime"] = lambda: _onnx_step(module, case.cell, threads, x)
-        makers["torch-int8"] = lambda: timed(_int8_twin(module))
+        makers["torch-int8"] = lambda: timed(_int8_twin(module), x)
     return makers, {}
 
 

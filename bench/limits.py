@@ -7,7 +7,9 @@ larger of two lower bounds:
   read    the weight bytes it must move at the rate the cores stream data
           from the cache that holds them (measure.read_bandwidth)
 Small batches do little arithmetic per weight, so there the read bound is
-usually the larger.
+usually the larger. Both are for the dtype fusedrnn runs the case in
+(LatencyCase.dtype): its bytes per weight, and for float64 half the
+float32 matmul rate.
 
 Which cache. Each read of weights comes from a working set: the L2 rate
 applies when that set, split evenly over the threads, fits in one core's
@@ -43,7 +45,8 @@ import torch
 from .cells import CELLS
 from .measure import machine_peak, read_bandwidth
 
-FLOAT32_BYTES = 4  # the latency group runs float32
+# Bytes per weight of the dtype fusedrnn runs a case in.
+ELEMENT_BYTES = {"float32": 4, "float64": 8, "bfloat16": 2}
 DEFAULT_L2_BYTES = 2**20
 L2_BUFFER_BYTES = 512 * 2**10  # fits one core's L2 with room to spare
 L3_BUFFER_BYTES = 4 * 2**20    # see the module's docstring
@@ -84,7 +87,10 @@ def case_limit(case, machine):
     """The limit of `case` (a LatencyCase) on `machine` (measure_machine's
     record, at the thread count the case runs at)."""
     flop_count = flops(case)
-    matmul_s = flop_count / (machine["matmul_gflops"] * 1e9)
+    # The measured rate is float32's: float64 takes twice as long; bfloat16
+    # is taken at float32's rate (its products are summed in float32).
+    matmul_s = flop_count / (machine["matmul_gflops"] * 1e9) * (
+        2 if case.dtype == "float64" else 1)
     read_bytes = {"l2": 0, "l3": 0}
     for nbytes, working_set in weight_reads(case):
         fits = working_set / machine["threads"] <= machine["l2_bytes_per_core"]
@@ -95,7 +101,7 @@ def case_limit(case, machine):
     return {"s": max(matmul_s, read_s),
             "by": "matmul" if matmul_s >= read_s else f"{levels} read",
             "matmul_s": matmul_s, "read_s": read_s, "flops": flop_count,
-            "weight_bytes": _weights(case)[0] * FLOAT32_BYTES,
+            "weight_bytes": _weights(case)[0] * ELEMENT_BYTES[case.dtype],
             "read_bytes": sum(read_bytes.values()),
             "l2_read_bytes": read_bytes["l2"], "l3_read_bytes": read_bytes["l3"]}
 
@@ -116,7 +122,7 @@ def flops(case):
 def weight_reads(case):
     """The weight bytes one call of `case` must move at least, as
     (bytes, working set in bytes) pairs; see the module's docstring."""
-    everything, recurrent = (FLOAT32_BYTES * count for count in _weights(case))
+    everything, recurrent = (ELEMENT_BYTES[case.dtype] * count for count in _weights(case))
     if case.kind == "decode":
         return [(case.T * everything, everything)]
     passes = BACKWARD_FACTOR if case.mode == "fwd+bwd" else 1
