@@ -111,7 +111,8 @@ void team_forward(const SequenceLayout& layout, int64_t H, const T* w_hh,
             buf.cells != nullptr ? buf.cells + row0 * H : nullptr,
             buf.output + row0 * H);
       }
-      barrier.arrive_and_wait(w1 - w0);
+      // (The region's end waits for the last step.)
+      if (s + 1 < layout.steps()) barrier.arrive_and_wait(w1 - w0);
     }
   });
 }
