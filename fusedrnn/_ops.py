@@ -285,8 +285,9 @@ def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None,
 
 
 # nn mode -> the stack op of its cell (csrc/core/stack_op.cpp): a whole
-# layer stack in one call, on the layer ops above.
-STACK_OPS = {cell.mode: getattr(_ops, f"{cell.name}_stack_forward")
+# layer stack in one call, on the layer ops above. Its one overload, so
+# that a call skips resolving the overload packet.
+STACK_OPS = {cell.mode: getattr(_ops, f"{cell.name}_stack_forward").default
              for cell in CELLS.values() if not cell.norms}
 
 
