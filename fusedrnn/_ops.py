@@ -284,6 +284,13 @@ def kernel_layer(cell, x, state, weights, reverse=False, batch_sizes=None,
     return y, ((h_n, c_n) if cell.cell_state else (h_n,))
 
 
+# nn mode -> the stack op of its cell (csrc/core/stack_op.cpp): a whole
+# layer stack in one call, on the layer ops above. Its one overload, so
+# that a call skips resolving the overload packet.
+STACK_OPS = {cell.mode: getattr(_ops, f"{cell.name}_stack_forward").default
+             for cell in CELLS.values() if not cell.norms}
+
+
 # Devices and dtypes with compiled kernels (the same for every cell). The
 # CPU's bfloat16 kernels need AVX512_BF16.
 _BUILD = _C.build_info()

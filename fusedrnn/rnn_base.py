@@ -3,12 +3,14 @@
 They subclass nn.RNNBase (not nn.LSTM & co.) so that they inherit the
 constructor checks, parameters, state_dict layout and helpers of torch.nn,
 while torch.compile treats them as ordinary modules (dynamo refuses nn.LSTM,
-nn.GRU and nn.RNN instances unless `allow_rnn` is set). Python does the
-orchestration (validation, layouts, layers, directions, dropout); each
-(layer, direction) runs in a fused kernel when one covers the input, else in
+nn.GRU and nn.RNN instances unless `allow_rnn` is set). Python keeps the
+nn contract (validation, layouts, dtypes); where a fused kernel covers the
+input, the cell's stack op (csrc/core/stack_op.cpp) runs every layer and
+direction in one call. Otherwise (the reference, the regularization options,
+the layer-normalized subclasses) stack.py's run_stack loops over them here,
+each (layer, direction) on a fused kernel when one covers the input, else on
 the reference implementation.
 """
-import contextlib
 import functools
 import warnings
 
@@ -90,6 +92,14 @@ class FusedRNNBase(nn.RNNBase):
                     f"returns {output_size} ({directions} direction(s) of "
                     f"{output_size // directions}); a residual connection needs them equal")
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The stack ops take torch.nn's weights and run torch.nn's cells; a
+        # subclass whose layers take more (the layer norms of layernorm.py)
+        # or run otherwise goes through run_stack.
+        cls._stack_op_fits = (cls._layer_weights is FusedRNNBase._layer_weights
+                              and cls._layer_function is FusedRNNBase._layer_function)
+
     def extra_repr(self):
         extra = ", residual=True" if self.residual else ""
         for name, p in self._regularization._asdict().items():
@@ -121,10 +131,10 @@ class FusedRNNBase(nn.RNNBase):
             return nn_forward(self, input, hx)
         if isinstance(input, PackedSequence):
             data, batch_sizes, sorted_indices, unsorted_indices = input
-            states = self._initial_states(data, int(batch_sizes[0]), hx, batched=True)
-            self.check_forward_args(data, self._hx(states), batch_sizes)
-            states = tuple(s.index_select(1, sorted_indices) if sorted_indices is not None
-                           else s for s in states)
+            states = self._initial_states(hx, batched=True)
+            self._check_forward_args(data, states, batch_sizes)
+            if states is not None and sorted_indices is not None:
+                states = tuple(s.index_select(1, sorted_indices) for s in states)
             output, final = self._run(data, states, batch_sizes)
             if unsorted_indices is not None:
                 final = tuple(s.index_select(1, unsorted_indices) for s in final)
@@ -137,8 +147,8 @@ class FusedRNNBase(nn.RNNBase):
         batch_dim = 0 if self.batch_first else 1
         if not batched:
             input = input.unsqueeze(batch_dim)
-        states = self._initial_states(input, input.size(batch_dim), hx, batched)
-        self.check_forward_args(input, self._hx(states), None)
+        states = self._initial_states(hx, batched)
+        self._check_forward_args(input, states, None)
         if input.size(1 - batch_dim) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
@@ -155,15 +165,29 @@ class FusedRNNBase(nn.RNNBase):
     def _error_name(self):
         return self.mode.split("_")[0]  # LSTM, GRU, RNN
 
-    def _initial_states(self, input, batch, hx, batched):
-        """The states as 3-D tensors: zeros when hx is not given."""
+    def _initial_states(self, hx, batched):
+        """The states as 3-D tensors, or None when hx is not given (zeros:
+        the stack op makes its own, _zero_states those of run_stack)."""
         if hx is None:
-            layers = self.num_layers * (2 if self.bidirectional else 1)
-            return tuple(torch.zeros(layers, batch, size, dtype=input.dtype, device=input.device)
-                         for size in self._state_sizes())
+            return None
         states = self._states(hx)
         self._check_state_dims(states, 3 if batched else 2)
         return states if batched else tuple(s.unsqueeze(1) for s in states)
+
+    def _check_forward_args(self, input, states, batch_sizes):
+        """torch.nn's checks of the input and of the given states (states made
+        as zeros need none)."""
+        if states is None:
+            self.check_input(input, batch_sizes)
+        else:
+            self.check_forward_args(input, self._hx(states), batch_sizes)
+
+    def _zero_states(self, x, batch_sizes):
+        """torch.nn's initial states when hx is not given: zeros like x."""
+        batch = x.size(1) if batch_sizes is None else int(batch_sizes[0])
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        return tuple(torch.zeros(layers, batch, size, dtype=x.dtype, device=x.device)
+                     for size in self._state_sizes())
 
     def _layer_weights(self):
         """Per (layer, direction): (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
@@ -206,25 +230,64 @@ class FusedRNNBase(nn.RNNBase):
         return regularize
 
     def _run(self, x, states, batch_sizes):
+        """The stack on time-major x (or packed data) and the 3-D initial
+        states (None: zeros); returns the output and the final states in
+        the dtypes torch.nn returns."""
         plan = _ops.dtypes(x, self.mode, packed=batch_sizes is not None,
                            projected=self.proj_size > 0)
+        # The dtype to cast the weights to, where the kernels compute in
+        # another dtype than the input's or the module casts for autocast.
+        cast = plan.compute if plan.autocast_off or plan.compute not in (None, x.dtype) \
+            else None
+        if cast is not None:
+            x = x.to(cast)
+            if states is not None:
+                states = tuple(s.to(cast) for s in states)
+        if (self._stack_op_fits and plan.compute is not None and not self._force_reference
+                and not self._regularization.any()):
+            run = self._run_stack_op
+        else:
+            run = self._run_layers
+        if plan.autocast_off:
+            with torch.autocast(x.device.type, enabled=False):
+                output, final = run(x, states, batch_sizes, plan, cast)
+        else:
+            output, final = run(x, states, batch_sizes, plan, cast)
+        # final is (h_n,) or (h_n, c_n).
+        result = (plan.output, plan.cell_state)
+        return _as(output, plan.output), tuple(_as(s, d) for s, d in zip(final, result))
+
+    def _run_stack_op(self, x, states, batch_sizes, plan, cast):
+        """Every layer and direction in one call of the cell's stack op."""
+        # Read through getattr on every call, as _layer_weights.
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        if cast is not None:
+            weights = [w.to(cast) for w in weights]
+        return _ops.STACK_OPS[self.mode](x, states or (), weights, self.bias, self.num_layers,
+                                         self.dropout, self.training, self.bidirectional,
+                                         self.residual, batch_sizes)
+
+    def _run_layers(self, x, states, batch_sizes, plan, cast):
+        """run_stack: each (layer, direction) from Python, on the function
+        _layer_function picks, with the regularization masks drawn here."""
+        if states is None:
+            states = self._zero_states(x, batch_sizes)
         layer = self._layer_function(plan)
         weights = self._layer_weights()
         if self._regularization.weight_drop > 0 and self.training:
             weights = [(w_ih, regularization.drop_weight(w_hh, self._regularization.weight_drop,
                                                          True), *rest)
                        for w_ih, w_hh, *rest in weights]
-        if plan.autocast_off or plan.compute not in (None, x.dtype):
-            x, states = x.to(plan.compute), tuple(s.to(plan.compute) for s in states)
-            weights = [tuple(None if w is None else w.to(plan.compute) for w in group)
+        if cast is not None:
+            weights = [tuple(None if w is None else w.to(cast) for w in group)
                        for group in weights]
-        with torch.autocast(x.device.type, enabled=False) if plan.autocast_off else \
-                contextlib.nullcontext():
-            output, final = run_stack(
-                x, states, weights, layer,
-                num_layers=self.num_layers, bidirectional=self.bidirectional,
-                dropout=self.dropout, training=self.training, batch_sizes=batch_sizes,
-                residual=self.residual, regularize=self._regularizer(batch_sizes))
-        # final is (h_n,) or (h_n, c_n).
-        result = (plan.output, plan.cell_state)
-        return output.to(plan.output), tuple(s.to(d) for s, d in zip(final, result))
+        return run_stack(x, states, weights, layer, num_layers=self.num_layers,
+                         bidirectional=self.bidirectional, dropout=self.dropout,
+                         training=self.training, batch_sizes=batch_sizes,
+                         residual=self.residual, regularize=self._regularizer(batch_sizes))
+
+
+def _as(t, dtype):
+    """t in dtype: t itself where it is already (without the call of .to,
+    a few microseconds each at batch 1, most calls)."""
+    return t if t.dtype == dtype else t.to(dtype)

@@ -3,6 +3,10 @@
 The per-layer work is delegated to `layer_fn` (the reference LSTM, a fused
 kernel, or a GRU/RNN layer), so this module only handles layer/direction
 bookkeeping, inter-layer dropout, residual connections and state stacking.
+Where the fused kernels run torch.nn's cells with nothing drawn per layer in
+Python, the modules call the cell's stack op instead (csrc/core/stack_op.cpp),
+this loop in C++ on the same layer ops; tests/test_stack_op.py holds the two
+to the same bits, so a change here goes there too.
 """
 
 import torch

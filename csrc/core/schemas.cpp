@@ -35,6 +35,17 @@
 // first layer over raw features needs none. grad_b_hh is empty for cells whose two biases get the
 // same gradient (grad_b_ih); grad_c0 and grad_w_hr are empty where the
 // cell has no c0 or no projection was given.
+//
+// The stack ops (core/stack_op.cpp), one per plain cell, run a whole
+// torch.nn layer stack: every layer and direction on the cell's forward op,
+// torch.nn's dropout between layers, and fusedrnn's residual connections.
+//   hx: the initial states (D*L, B, P) (and the LSTM's (D*L, B, H)), or
+//       empty for zeros;
+//   weights: torch.nn's _flat_weights, per (layer, direction) w_ih, w_hh,
+//       then b_ih, b_hh if has_biases, then w_hr if the count says so;
+//   batch_sizes as the layer ops'.
+// They return the last layer's output and the final states stacked in
+// torch.nn's layer * D + direction order (h_n, then the LSTM's c_n).
 #include <torch/library.h>
 
 #include <string>
@@ -73,6 +84,14 @@ std::string backward_schema(const std::string& name) {
          "Tensor grad_norms)";
 }
 
+std::string stack_schema(const std::string& name) {
+  return name +
+         "_stack_forward(Tensor input, Tensor[] hx, Tensor[] weights, "
+         "bool has_biases, int num_layers, float dropout, bool train, "
+         "bool bidirectional, bool residual, Tensor? batch_sizes) -> "
+         "(Tensor output, Tensor[] final_states)";
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fusedrnn, m) {
@@ -85,4 +104,8 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(backward_schema(#name).c_str());
   FUSEDRNN_FOR_EACH_CELL(FUSEDRNN_DEFINE_OPS)
 #undef FUSEDRNN_DEFINE_OPS
+#define FUSEDRNN_DEFINE_STACK_OP(name, Cell, ...) \
+  m.def(stack_schema(#name).c_str());
+  FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_DEFINE_STACK_OP)
+#undef FUSEDRNN_DEFINE_STACK_OP
 }
