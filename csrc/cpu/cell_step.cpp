@@ -14,9 +14,6 @@
 #include "fused_step_executor.h"
 
 namespace fusedrnn::cpu {
-namespace {
-
-using CellStepResult = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 
 // Which batches run the dot products of cell_step.h; the others run the
 // layer function with one step. From 16 rows on the layer function packs
@@ -39,8 +36,7 @@ bool runs_dot_products(int64_t batch, const Tensor& w_ih, const Tensor& w_hh) {
   return batch <= kMaxDotBatchLargeWeights && weight_bytes >= kLargeWeightBytes;
 }
 
-// Every check before any memory is read; the messages follow the layer
-// ops' (layer_args.cpp). Returns H.
+// The messages follow the layer ops' (layer_args.cpp).
 int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
                                const OptionalTensor& c0, const Tensor& w_ih,
                                const Tensor& w_hh, const OptionalTensor& b_ih,
@@ -75,6 +71,10 @@ int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
   }
   return H;
 }
+
+namespace {
+
+using CellStepResult = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 
 template <class Cell>
 CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,
