@@ -502,6 +502,27 @@ def test_backward_op_is_deterministic_across_thread_counts(name):
         assert torch.equal(a, e)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_backward_op_across_blocks(name, dtype):
+    """Sizes past one block of the products (cpu/cell_step_backward.h: 256
+    columns; W's rows in several blocks), ragged at both ends, against
+    autograd through the reference."""
+    torch.manual_seed(1)
+    B, I, H = 2, 300, 270
+    args = _args(name, B, I, H, dtype)
+    grad_h, grad_c = _output_grads(name, B, H, dtype)
+    grads = _kernel_grads(name, _step_and_backward(name, args, grad_h, grad_c))
+    wide = torch.float32 if dtype == torch.bfloat16 else dtype
+    expected = _reference_grads(name, args, grad_h, grad_c, wide)
+    tolerance = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2e-2}[dtype]
+    for actual, wanted in zip(grads, expected):
+        if wanted is not None:
+            scale = max(1.0, wanted.abs().max().item())
+            torch.testing.assert_close(actual.to(wide), wanted, atol=tolerance * scale,
+                                       rtol=tolerance)
+
+
 def test_backward_op_runs_the_layer_backward_past_the_dot_products():
     """A batch the forward runs on the layer function (70 rows, small
     weights): the backward op's gradients are the layer op's."""

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../core/storage_types.h"
 #include "cell_loops.h"              // FUSEDRNN_MULTIVERSION
@@ -37,8 +38,11 @@
 
 namespace fusedrnn::cpu {
 
-// Output columns per block of the products: four float vectors per row.
-constexpr int64_t kGradColumnBlock = 64;
+// Output columns per block of the products. Each block pays a loop setup
+// per row of W it walks and reads 1 KiB (float) of each row, which the
+// prefetchers follow; with 64 columns the setup and the short strided reads
+// made the products several times slower (LSTM, H = 256, batch 1).
+constexpr int64_t kGradColumnBlock = 256;
 // Batch rows that share a pass over W's rows in grad_x and grad_h0.
 constexpr int64_t kGradVectors = 4;
 
@@ -151,24 +155,40 @@ FUSEDRNN_MULTIVERSION void scaled_row_sums(int64_t B, int64_t R, int64_t K,
 
 // out[r, k] = sum_b d[b, r] v[b, k] for the rows [r0, r1) of out (R x K):
 // the outer products of d's (B x R) and v's (B x K) rows, summed in the
-// order of b.
+// order of b. Where T is the compute type the sums build up in out itself
+// (one pass over each row per batch row, from L1 after the first); else in
+// a block of compute-type sums, rounded to T once.
 template <typename T, typename Acc = compute_t<T>>
 FUSEDRNN_MULTIVERSION void outer_product_rows(int64_t B, int64_t R, int64_t K,
                                               int64_t r0, int64_t r1,
                                               const Acc* __restrict d,
                                               const T* __restrict v,
                                               T* __restrict out) {
-  Acc acc[kGradColumnBlock];
   for (int64_t r = r0; r < r1; ++r) {
-    for (int64_t k0 = 0; k0 < K; k0 += kGradColumnBlock) {
-      const int64_t n = std::min(kGradColumnBlock, K - k0);
-      for (int64_t u = 0; u < n; ++u) acc[u] = Acc(0);
+    T* __restrict out_row = out + r * K;
+    if constexpr (std::is_same_v<T, Acc>) {
+      if (B == 0) std::fill(out_row, out_row + K, T(0));
       for (int64_t b = 0; b < B; ++b) {
         const Acc scale = d[b * R + r];
-        const T* __restrict v_row = v + b * K + k0;
-        for (int64_t u = 0; u < n; ++u) acc[u] += scale * Acc(v_row[u]);
+        const T* __restrict v_row = v + b * K;
+        if (b == 0) {
+          for (int64_t k = 0; k < K; ++k) out_row[k] = scale * v_row[k];
+        } else {
+          for (int64_t k = 0; k < K; ++k) out_row[k] += scale * v_row[k];
+        }
       }
-      for (int64_t u = 0; u < n; ++u) out[r * K + k0 + u] = T(acc[u]);
+    } else {
+      Acc acc[kGradColumnBlock];
+      for (int64_t k0 = 0; k0 < K; k0 += kGradColumnBlock) {
+        const int64_t n = std::min(kGradColumnBlock, K - k0);
+        for (int64_t u = 0; u < n; ++u) acc[u] = Acc(0);
+        for (int64_t b = 0; b < B; ++b) {
+          const Acc scale = d[b * R + r];
+          const T* __restrict v_row = v + b * K + k0;
+          for (int64_t u = 0; u < n; ++u) acc[u] += scale * Acc(v_row[u]);
+        }
+        for (int64_t u = 0; u < n; ++u) out_row[k0 + u] = T(acc[u]);
+      }
     }
   }
 }
