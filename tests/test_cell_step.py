@@ -523,9 +523,10 @@ def test_backward_op_across_blocks(name, dtype):
                                        rtol=tolerance)
 
 
-def test_backward_op_runs_the_layer_backward_past_the_dot_products():
-    """A batch the forward runs on the layer function (70 rows, small
-    weights): the backward op's gradients are the layer op's."""
+def test_backward_op_runs_the_layer_backward_past_small_batches():
+    """A batch past the backward kernel's 16 rows (70: the forward runs the
+    layer function too) runs the layer backward: the same gradients, only
+    the wanted ones."""
     torch.manual_seed(0)
     args = _args("gru", 70, 6, 7, torch.float64)
     grad_h, _ = _output_grads("gru", 70, 7, torch.float64)

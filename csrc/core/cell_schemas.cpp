@@ -27,9 +27,8 @@
 // the gate gradients summed over the batch). An unwanted gradient is empty
 // (size 0), and so are grad_c0 without a cell state and grad_b_hh where
 // both biases get the same gradient (grad_b_ih), as in the layer ops. For
-// the batches whose forward reads W in place, the CPU kernel
-// (cpu/cell_step_backward.h) does too; for the others it runs
-// <name>_layer_backward with one step, as the forward ran the layer.
+// small batches the CPU kernel (cpu/cell_step_backward.h) reads W in place
+// too; for the others it runs <name>_layer_backward with one step.
 //
 // Only the CPU has kernels; on other devices the cells run the layer op
 // with one step.

@@ -35,11 +35,6 @@
 
 namespace fusedrnn::cpu {
 
-// Whether a step of `batch` rows with these weights runs the dot products
-// below (else the layer function with one step); the backward op
-// (cell_step_backward.h) takes the same batches.
-bool runs_dot_products(int64_t batch, const Tensor& w_ih, const Tensor& w_hh);
-
 // The checks of a step's inputs before any memory is read, shared by the
 // forward and backward ops (the backward passes no biases). Returns H.
 int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,

@@ -1,7 +1,6 @@
 // The CPU kernels of the one-step cell ops' backward (schemas:
 // core/cell_schemas.cpp): argument checks, then cell_step_backward.h for
-// the batches whose forward ran the dot products (cell_step.h), the layer
-// backward with one step for the others.
+// small batches, the layer backward with one step for the others.
 #include "cell_step_backward.h"
 
 #include <torch/library.h>
@@ -18,6 +17,15 @@
 
 namespace fusedrnn::cpu {
 namespace {
+
+// The batches the backward kernel takes; the others run the layer
+// backward with one step. Each kGradVectors rows read W once more in the
+// kernel (from L3 or memory at large H), where the layer backward's GEMMs
+// read it about once: at 32 rows and H = 1024 (which the forward runs on
+// its dot products) the step's forward and backward measured 1.1-1.6x
+// torch.nn's time against 0.7-1.2x with the layer backward (bench latency
+// --kind step, 2-core Zen 4, loaded). At batch 1 the kernel is what pays.
+constexpr int64_t kMaxKernelBatch = 16;
 
 using CellStepGrads =
     std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
@@ -67,8 +75,7 @@ CellStepGrads cell_step_backward_op(
         const bool want_b_hh = Cell::kSplitRecurrentGrad && mask[5];
         const auto options = input.options();
 
-        if (!runs_dot_products(B, w_ih, w_hh)) {
-          // The forward ran the layer function: so does the backward.
+        if (B > kMaxKernelBatch) {
           LayerGradients g = layer_backward<FusedStepExecutor, Cell>(
               {input.unsqueeze(0), h0, c0, w_ih, w_hh, kNone, kNone, kNone,
                kNone, false, no_regularization()},

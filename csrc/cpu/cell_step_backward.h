@@ -1,6 +1,6 @@
 // The CPU kernel of the one-step cell ops' backward
 // (fusedrnn::<name>_cell_step_backward, core/cell_schemas.cpp): the exact
-// derivative of cell_step.h's step, for the same small batches, in one call.
+// derivative of cell_step.h's step, for small batches, in one call.
 //
 // The layer's backward run with one step pays, like its forward, for its
 // generality: buffers, W_hh packed for the step loop, and four products
