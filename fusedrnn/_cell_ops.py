@@ -5,11 +5,13 @@ the cell modules run.
 a cell on the CPU without the layer function: it reads W_ih and W_hh once,
 in place, and applies the cell's math to each unit as soon as its gates are
 summed (csrc/cpu/cell_step.h). It returns what the layer op would for a
-one-step input: h, c, and the values the backward needs (saved, cells). So
-its backward is the layer's backward op, given the input as a one-step
-sequence (1, B, I) and h as its output (1, B, H); and under
-create_graph=True it is the layer's differentiable backward
-(_ops._differentiable_backward), which differentiates fusedrnn.reference.
+one-step input: h, c, and the values the backward needs (saved, cells).
+Its backward is `fusedrnn::<cell>_cell_step_backward`, which for the same
+small batches reads W in place too and computes every wanted gradient in one
+call (csrc/cpu/cell_step_backward.h), and for larger ones runs the layer's
+backward op with one step; under create_graph=True it is the layer's
+differentiable backward (_ops._differentiable_backward), which
+differentiates fusedrnn.reference.
 
 Other devices have no cell-step kernel: there the cells run the layer op
 with one step (`step` below).
@@ -46,7 +48,8 @@ def _register(cell):
     """Fake kernel, autograd and autocast of the cell-step op of `cell` (a row
     of cell_table.CELLS)."""
     name = f"fusedrnn::{cell.name}_cell_step"
-    backward_op = getattr(_fusedrnn, f"{cell.name}_layer_backward")
+    backward_name = f"{name}_backward"
+    backward_op = getattr(_fusedrnn, f"{cell.name}_cell_step_backward")
 
     @torch.library.register_fake(name)
     def _fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh):
@@ -87,29 +90,43 @@ def _register(cell):
             grad_input = None if grads[0] is None else grads[0].reshape(input.shape)
             return (grad_input, *grads[1:])
         input, h0, c0, w_ih, w_hh, _, _, h, saved, cells = ctx.saved_tensors
-        steps, y = input.unsqueeze(0), h.unsqueeze(0)
         if cell.saved_is_output:
-            saved = y.to(_ops._saved_dtype(input))
+            saved = h.unsqueeze(0).to(_ops._saved_dtype(input))
+        needs = ctx.needs_input_grad
+        mask = (*needs[:5], ctx.has_bias and (needs[5] or needs[6]))
         # Below autograd: grad mode is off here, and the backward op's own
         # autograd kernel (register_autograd's, in Python) would only
         # redispatch, at about 20 us a call on the test machine.
         with torch._C._AutoDispatchBelowADInplaceOrView():
-            (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-             _, _) = backward_op(None, grad_h, grad_c, steps, h0, c0, w_ih, w_hh, None, None, y,
-                              saved, cells, False, ctx.needs_input_grad[0])
-        if not ctx.has_bias:
-            grad_b_ih = grad_b_hh = None
-        elif not cell.split_recurrent_grad:
-            grad_b_hh = grad_b_ih  # the two biases are summed in the forward
-        return (grad_input.view(input.shape) if ctx.needs_input_grad[0] else None, grad_h0,
-                grad_c0 if cell.cell_state else None, grad_w_ih, grad_w_hh, grad_b_ih,
-                grad_b_hh)
+            grads = backward_op(grad_h, grad_c, input, h0, c0, w_ih, w_hh, h, saved, cells,
+                                mask)
+        grad_b_ih = grads[5]
+        # The two biases are summed in the forward unless the cell splits
+        # their gradients.
+        grad_b_hh = grads[6] if cell.split_recurrent_grad else grad_b_ih
+        return tuple(grad if need else None
+                     for grad, need in zip((*grads[:6], grad_b_hh), needs))
+
+    @torch.library.register_fake(backward_name)
+    def _backward_fake(grad_h, grad_c, input, h0, c0, w_ih, w_hh, h, saved, cells,
+                       output_mask):
+        # The kernel returns contiguous gradients whatever the inputs' strides.
+        def like(t, wanted):
+            return t.new_empty(t.shape) if wanted and t is not None else input.new_empty(0)
+
+        width = w_hh.shape[0] if output_mask[5] else 0
+        return (like(input, output_mask[0]), like(h0, output_mask[1]), like(c0, output_mask[2]),
+                like(w_ih, output_mask[3]), like(w_hh, output_mask[4]), w_hh.new_empty(width),
+                w_hh.new_empty(width if cell.split_recurrent_grad else 0))
 
     torch.library.register_autograd(name, backward, setup_context=setup_context)
-    # The layer ops' rule (_ops.py): under CPU autocast the op computes in
-    # float32. (The cells cast their inputs themselves and call it with
+    torch.library.register_autograd(backward_name, _ops._not_differentiable(backward_name),
+                                    setup_context=_ops._no_setup)
+    # The layer ops' rule (_ops.py): under CPU autocast the ops compute in
+    # float32. (The cells cast their inputs themselves and call the step with
     # autocast off.)
-    torch.library.register_autocast(name, "cpu", torch.float32)
+    for op_name in (name, backward_name):
+        torch.library.register_autocast(op_name, "cpu", torch.float32)
 
     # The same autograd formula as a plain autograd.Function, for the cells'
     # eager steps that need a gradient: the generic wrapper register_autograd

@@ -335,3 +335,394 @@ def test_compiled_step_matches_eager(name, grad):
         for a, e in zip(*grads):
             torch.testing.assert_close(a, e)
     torch._dynamo.reset()
+
+
+# --- The step's backward op (fusedrnn::<cell>_cell_step_backward) ----------
+
+ALL_GRADS = (True,) * 6
+
+
+def _backward_op(name):
+    return getattr(torch.ops.fusedrnn, f"{name}_cell_step_backward")
+
+
+def _step_and_backward(name, args, grad_h, grad_c, mask=None):
+    """The step op, then its backward op on its results, as _cell_ops.py's
+    autograd calls it; by default with every gradient the step has."""
+    cell = CELLS[name]
+    x, h0, c0, w_ih, w_hh, b_ih, _ = args
+    if mask is None:
+        mask = (*ALL_GRADS[:5], b_ih is not None)
+    h, _, saved, cells = _op(name)(*args)
+    if cell.saved_is_output:
+        saved = h.unsqueeze(0).to(saved.dtype)
+    return _backward_op(name)(grad_h, grad_c, x, h0, c0, w_ih, w_hh, h, saved,
+                              cells if cell.cell_state else None, mask)
+
+
+def _output_grads(name, B, H, dtype):
+    grad_h = torch.randn(B, H, dtype=torch.float64).to(dtype)
+    grad_c = torch.randn(B, H, dtype=torch.float64).to(dtype) if CELLS[name].cell_state \
+        else None
+    return grad_h, grad_c
+
+
+def _reference_grads(name, args, grad_h, grad_c, dtype):
+    """Every input's gradient by torch.autograd through fusedrnn.reference's
+    cell, in `dtype`, on the same (rounded) values; None where the input is
+    None."""
+    cell = CELLS[name]
+    leaves = [None if t is None else t.detach().to(dtype).requires_grad_() for t in args]
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = leaves
+    states = (h0, c0) if cell.cell_state else (h0,)
+    outputs = cell.reference_cell(x, states, (w_ih, w_hh, b_ih, b_hh, None))
+    pairs = [(outputs[0], grad_h)] + ([(outputs[1], grad_c)] if cell.cell_state else [])
+    present = [t for t in leaves if t is not None]
+    grads = iter(torch.autograd.grad([o for o, _ in pairs], present,
+                                     [g.to(dtype) for _, g in pairs], allow_unused=True))
+    return [None if t is None else next(grads) for t in leaves]
+
+
+def _kernel_grads(name, grads):
+    """The backward op's results in the order of the step's inputs (x, h0,
+    c0, w_ih, w_hh, b_ih, b_hh), grad_b_hh filled in where the cell gives
+    both biases one gradient."""
+    grads = list(grads)
+    if not CELLS[name].split_recurrent_grad:
+        grads[6] = grads[5]
+    return grads
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("H,I", SIZES)
+@pytest.mark.parametrize("B", [1, 3, 16])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_backward_op_matches_autograd_through_the_reference(name, dtype, B, H, I, bias):
+    """Every gradient of the backward op against torch.autograd through the
+    reference on fresh random inputs, and (float32, float64) against the
+    layer's backward op with one step."""
+    torch.manual_seed(B * 1000 + H)
+    cell = CELLS[name]
+    args = _args(name, B, I, H, dtype, bias)
+    grad_h, grad_c = _output_grads(name, B, H, dtype)
+    grads = _kernel_grads(name, _step_and_backward(name, args, grad_h, grad_c))
+    wide = torch.float32 if dtype == torch.bfloat16 else dtype
+    expected = _reference_grads(name, args, grad_h, grad_c, wide)
+    tolerance = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2e-2}[dtype]
+    for index, (actual, wanted) in enumerate(zip(grads, expected)):
+        if wanted is None:
+            assert actual.numel() == 0, index
+            continue
+        assert actual.dtype == dtype and actual.shape == wanted.shape, index
+        assert actual.is_contiguous()
+        # Absolute error up to the tolerance of the gradient's largest value:
+        # a weight's gradient sums B products, and bfloat16's h (the Elman
+        # cell's saved value) is rounded before 1 - h^2 is taken of it.
+        scale = max(1.0, wanted.abs().max().item()) if wanted.numel() else 1.0
+        torch.testing.assert_close(actual.to(wide), wanted, atol=tolerance * scale,
+                                   rtol=tolerance,
+                                   msg=lambda m, i=index: f"gradient {i}: {m}")
+    if dtype == torch.bfloat16:
+        return
+    # The layer's backward op with one step, which the step ran before.
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = args
+    layer = getattr(torch.ops.fusedrnn, f"{name}_layer_forward")
+    y, _, _, saved, cells = layer(x.unsqueeze(0), h0, c0, w_ih, w_hh, b_ih, b_hh, None, None,
+                                  False)
+    layer_grads = getattr(torch.ops.fusedrnn, f"{name}_layer_backward")(
+        None, grad_h, grad_c, x.unsqueeze(0), h0, c0, w_ih, w_hh, None, None, y, saved,
+        cells if cell.cell_state else None, False)
+    layer_grads = _kernel_grads(name, [layer_grads[0].view(B, I), *layer_grads[1:7]])
+    for index, (actual, wanted) in enumerate(zip(grads, layer_grads)):
+        if index in (5, 6) and not bias:
+            continue
+        if expected[index] is not None:
+            torch.testing.assert_close(actual, wanted, atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_backward_op_gives_only_the_wanted_gradients(name):
+    """Each subset of the mask gives exactly the full call's values for the
+    gradients it wants and empty tensors for the others."""
+    torch.manual_seed(0)
+    cell = CELLS[name]
+    args = _args(name, 5, 19, 21, torch.float32)
+    grad_h, grad_c = _output_grads(name, 5, 21, torch.float32)
+    full = _step_and_backward(name, args, grad_h, grad_c)
+    for mask in [(True, False, False, False, False, False),
+                 (False, True, False, False, False, False),
+                 (False, False, True, False, False, False),
+                 (False, False, False, True, True, True),
+                 (False, True, True, True, False, False),
+                 (True, False, False, False, True, False)]:
+        some = _step_and_backward(name, args, grad_h, grad_c, mask)
+        wants = (*mask, mask[5] and cell.split_recurrent_grad)
+        for index, (want, a, e) in enumerate(zip(wants, some, full)):
+            if want and (index != 2 or cell.cell_state):
+                assert torch.equal(a, e), (mask, index)
+            else:
+                assert a.numel() == 0, (mask, index)
+
+
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_backward_op_takes_missing_output_grads_as_zeros(name):
+    torch.manual_seed(0)
+    cell = CELLS[name]
+    args = _args(name, 3, 7, 9, torch.float64)
+    grad_h, grad_c = _output_grads(name, 3, 9, torch.float64)
+    cases = [(grad_h, None), (None, None)] + ([(None, grad_c)] if cell.cell_state else [])
+    for given_h, given_c in cases:
+        actual = _step_and_backward(name, args, given_h, given_c)
+        expected = _step_and_backward(name, args, torch.zeros_like(grad_h) if given_h is None
+                                      else given_h,
+                                      None if grad_c is None else
+                                      (torch.zeros_like(grad_c) if given_c is None
+                                       else given_c))
+        for a, e in zip(actual, expected):
+            torch.testing.assert_close(a, e, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_backward_op_is_deterministic_across_thread_counts(name):
+    """Blocks of columns and of rows, sums in a fixed order: one thread and
+    two give the same bits, at sizes that split over both."""
+    torch.manual_seed(0)
+    args = _args(name, 3, 200, 256, torch.float32)
+    grad_h, grad_c = _output_grads(name, 3, 256, torch.float32)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(_step_and_backward(name, args, grad_h, grad_c))
+    finally:
+        torch.set_num_threads(previous)
+    for a, e in zip(*results):
+        assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_backward_op_across_blocks(name, dtype):
+    """Sizes past one block of the products (cpu/cell_step_backward.h: 256
+    columns; W's rows in several blocks), ragged at both ends, against
+    autograd through the reference."""
+    torch.manual_seed(1)
+    B, I, H = 2, 300, 270
+    args = _args(name, B, I, H, dtype)
+    grad_h, grad_c = _output_grads(name, B, H, dtype)
+    grads = _kernel_grads(name, _step_and_backward(name, args, grad_h, grad_c))
+    wide = torch.float32 if dtype == torch.bfloat16 else dtype
+    expected = _reference_grads(name, args, grad_h, grad_c, wide)
+    tolerance = {torch.float32: 1e-4, torch.float64: 1e-10, torch.bfloat16: 2e-2}[dtype]
+    for actual, wanted in zip(grads, expected):
+        if wanted is not None:
+            scale = max(1.0, wanted.abs().max().item())
+            torch.testing.assert_close(actual.to(wide), wanted, atol=tolerance * scale,
+                                       rtol=tolerance)
+
+
+def test_backward_op_runs_the_layer_backward_past_small_batches():
+    """A batch past the backward kernel's 16 rows (70: the forward runs the
+    layer function too) runs the layer backward: the same gradients, only
+    the wanted ones."""
+    torch.manual_seed(0)
+    args = _args("gru", 70, 6, 7, torch.float64)
+    grad_h, _ = _output_grads("gru", 70, 7, torch.float64)
+    grads = _kernel_grads("gru", _step_and_backward("gru", args, grad_h, None))
+    expected = _reference_grads("gru", args, grad_h, None, torch.float64)
+    for actual, wanted in zip(grads, expected):
+        if wanted is None:  # (c0)
+            assert actual.numel() == 0
+        else:
+            torch.testing.assert_close(actual, wanted, atol=1e-10, rtol=1e-10)
+    masked = _step_and_backward("gru", args, grad_h, None,
+                                (False, True, False, False, True, False))
+    assert [t.numel() for t in masked] == [0, 70 * 7, 0, 0, 21 * 7, 0, 0]
+
+
+@pytest.mark.parametrize("B", [1, 3, 16])
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_gradcheck_through_the_step_op(name, B):
+    """float64 gradcheck of the step op's autograd (the backward op) with
+    the gradient of every input, then of a few inputs only."""
+    torch.manual_seed(0)
+    args = _args(name, B, 3, 5, torch.float64, requires_grad=True)
+
+    def step(*inputs):
+        h, c, _, _ = _op(name)(*inputs)
+        return (h, c) if CELLS[name].cell_state else h
+
+    assert torch.autograd.gradcheck(step, args)
+    some = [None if t is None else t.detach().requires_grad_(k in (1, 4))
+            for k, t in enumerate(args)]
+    assert torch.autograd.gradcheck(step, some)
+
+
+@pytest.mark.parametrize("unbatched", [False, True], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("B", [1, 3, 16])
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_module_gradients_match_nn(name, B, unbatched):
+    """The cells' gradients (through the backward op) against torch.nn's,
+    with the input's gradient and without it."""
+    if unbatched and B > 1:
+        pytest.skip("an unbatched step has one row")
+    torch.manual_seed(B)
+    nn_class, fused_class, extra = MODULES[name]
+    ours = fused_class(24, 40, **extra)
+    theirs = nn_class(24, 40, **extra)
+    theirs.load_state_dict(ours.state_dict())
+    shape = () if unbatched else (B,)
+    x = torch.randn(*shape, 24)
+    states = [torch.randn(*shape, 40) for _ in range(2 if name == "lstm" else 1)]
+    for input_grad in (True, False):
+        outputs = []
+        for module in (ours, theirs):
+            leaves = [x.clone().requires_grad_(input_grad),
+                      *[s.clone().requires_grad_() for s in states]]
+            hx = tuple(leaves[1:]) if name == "lstm" else leaves[1]
+            result = _states(name, module(leaves[0], hx))
+            loss = sum((t * (k + 0.5)).cos().sum() for k, t in enumerate(result))
+            wrt = [t for t in leaves if t.requires_grad] + list(module.parameters())
+            outputs.append(torch.autograd.grad(loss, wrt))
+        for a, e in zip(*outputs):
+            torch.testing.assert_close(a, e, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("B", [3, 16])
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_backward_op_propagates_nan_like_autograd(name, B):
+    """A NaN in one row of grad_h and an infinity in W_ih: the pattern of
+    NaN and infinities of autograd through torch.nn's cell."""
+    torch.manual_seed(0)
+    cell = CELLS[name]
+    args = list(_args(name, B, 6, 20, torch.float32))
+    args[3][5, 1] = float("inf")
+    grad_h, grad_c = _output_grads(name, B, 20, torch.float32)
+    grad_h[1, 7] = float("nan")
+    grads = _kernel_grads(name, _step_and_backward(name, args, grad_h, grad_c))
+    expected = _reference_grads(name, args, grad_h, grad_c, torch.float32)
+    for a, e in zip(grads, expected):
+        if e is None:
+            continue
+        assert torch.equal(a.isnan(), e.isnan())
+        assert torch.equal(a.isinf(), e.isinf())
+        finite = a.isfinite()
+        torch.testing.assert_close(a[finite], e[finite], atol=1e-4, rtol=1e-4)
+    assert grads[0].isnan().any() and grads[3].isnan().any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_opcheck_backward_op(name, dtype):
+    torch.manual_seed(0)
+    cell = CELLS[name]
+    for B, mask in [(3, ALL_GRADS), (2, (False, True, True, False, True, False)),
+                    (70, ALL_GRADS)]:
+        args = _args(name, B, 4, 5, dtype)
+        x, h0, c0, w_ih, w_hh, _, _ = args
+        h, _, saved, cells = _op(name)(*args)
+        if cell.saved_is_output:
+            saved = h.unsqueeze(0).to(saved.dtype)
+        grad_h, grad_c = _output_grads(name, B, 5, dtype)
+        torch.library.opcheck(_backward_op(name).default,
+                              (grad_h, grad_c, x, h0, c0, w_ih, w_hh, h, saved,
+                               cells if cell.cell_state else None, list(mask)))
+
+
+def test_backward_op_is_not_differentiable():
+    torch.manual_seed(0)
+    args = _args("rnn_tanh", 2, 3, 4, torch.float64, requires_grad=True)
+    grad_h, _ = _output_grads("rnn_tanh", 2, 4, torch.float64)
+    grads = _step_and_backward("rnn_tanh", args, grad_h.requires_grad_(), None)
+    with pytest.raises(RuntimeError, match="rnn_tanh_cell_step_backward is not differentiable"):
+        grads[1].sum().backward()
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda a: a.update(saved=a["saved"][:, :, 1:]), "expected saved of size"),
+    (lambda a: a.update(saved=a["saved"].double()), "expected saved of dtype"),
+    (lambda a: a.update(cells=None), "cells are required"),
+    (lambda a: a.update(cells=a["cells"][:, :1]), "expected cells of size"),
+    (lambda a: a.update(h=a["h"][:1]), "expected h of size"),
+    (lambda a: a.update(grad_h=a["grad_h"].double()), "grad_h has dtype"),
+    (lambda a: a.update(grad_c=a["grad_c"][:, 1:]), "expected grad_c of size"),
+    (lambda a: a.update(w_hh=a["w_hh"][1:]), "expected w_hh of size"),
+])
+def test_backward_op_bad_arguments_raise(change, message):
+    torch.manual_seed(0)
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _args("lstm", 2, 4, 5, torch.float32)
+    h, _, saved, cells = torch.ops.fusedrnn.lstm_cell_step(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    grad_h, grad_c = _output_grads("lstm", 2, 5, torch.float32)
+    a = dict(grad_h=grad_h, grad_c=grad_c, input=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, h=h,
+             saved=saved, cells=cells)
+    change(a)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.fusedrnn.lstm_cell_step_backward(*a.values(), list(ALL_GRADS))
+
+
+def test_backward_op_refuses_a_cell_state_for_cells_without_one():
+    torch.manual_seed(0)
+    args = _args("gru", 2, 4, 5, torch.float32)
+    grad_h, _ = _output_grads("gru", 2, 5, torch.float32)
+    with pytest.raises(RuntimeError, match="grad_c is not taken"):
+        _step_and_backward("gru", args, grad_h, torch.randn(2, 5))
+
+
+# --- The portable row dot products (csrc/cpu/matmul/row_dots.cpp) ----------
+
+_PORTABLE_SCRIPT = """
+import sys, torch, fusedrnn
+sys.path.insert(0, {tests!r})
+import test_cell_step as t
+torch.save(t._portable_case_results(), {out!r})
+"""
+
+
+def _portable_case_results():
+    """The step op's results and its backward op's for each cell and dtype,
+    at sizes ragged against the AVX-512 kernels' rows and lanes."""
+    results = {}
+    for name in STEP_CELLS:
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            if dtype == torch.bfloat16 and not fusedrnn.build_info()["cpu_bfloat16"]:
+                continue
+            torch.manual_seed(0)
+            args = _args(name, 5, 45, 37, dtype)
+            grad_h, grad_c = _output_grads(name, 5, 37, dtype)
+            results[name, str(dtype)] = (list(_op(name)(*args)),
+                                         list(_step_and_backward(name, args, grad_h, grad_c)))
+    return results
+
+
+def test_portable_row_dots_match_the_avx512_kernels(tmp_path):
+    """FUSEDRNN_PORTABLE_ROW_DOTS (read once per process) runs the plain
+    loops of row_dots.cpp, which a CPU with AVX-512 never reaches: a second
+    Python process computes the step and its backward with them, for
+    comparison with this process's (AVX-512 kernels where the CPU has
+    them)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    out = tmp_path / "portable.pt"
+    script = _PORTABLE_SCRIPT.format(tests=str(pathlib.Path(__file__).parent), out=str(out))
+    env = dict(os.environ, FUSEDRNN_PORTABLE_ROW_DOTS="1")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    portable = torch.load(out)
+    ours = _portable_case_results()
+    assert portable.keys() == ours.keys()
+    differs = False
+    for key, (forward, backward) in ours.items():
+        tolerance = {"torch.float32": 1e-5, "torch.float64": 1e-12,
+                     "torch.bfloat16": 2e-2}[key[1]]
+        for a, e in zip(portable[key][0] + portable[key][1], forward + backward):
+            torch.testing.assert_close(a, e, atol=tolerance, rtol=tolerance)
+        # Two orders of additions: the forward's float32 sums differ in
+        # some last bit, unless both processes ran the same loops.
+        if key[1] == "torch.float32":
+            differs |= not all(torch.equal(a, e) for a, e in zip(portable[key][0], forward))
+    if torch.backends.cpu.get_cpu_capability() == "AVX512":
+        assert differs, "the environment variable did not select the portable loops"

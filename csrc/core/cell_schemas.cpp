@@ -12,11 +12,25 @@
 // applies the cell's math to each unit as soon as its gates are summed.
 // h and c are in the input's dtype; saved and cells are exactly what
 // <name>_layer_forward returns for a one-step input (1, B, I), in the
-// compute type, so <name>_layer_backward, given that input and h as the
-// output (1, B, H), is this op's backward (fusedrnn/_cell_ops.py). No
-// projection: torch.nn's cells have none.
+// compute type. No projection: torch.nn's cells have none.
 //
-// Only the CPU has a kernel; on other devices the cells run the layer op
+//   fusedrnn::<name>_cell_step_backward(grad_h (B, H), grad_c (B, H) (both
+//       optional: missing is zero; grad_c only with a cell state), input,
+//       h0, c0, w_ih, w_hh as above, h (B, H), saved (1, B, S*H), cells
+//       (1, B, H) given exactly for cells with a cell state, output_mask)
+//     -> (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih,
+//         grad_b_hh)
+//
+// The step's backward (fusedrnn/_cell_ops.py), from the step's h, saved and
+// cells. output_mask says which gradients are wanted: input, h0, c0, w_ih,
+// w_hh, and the biases (which the step does not take: their gradients are
+// the gate gradients summed over the batch). An unwanted gradient is empty
+// (size 0), and so are grad_c0 without a cell state and grad_b_hh where
+// both biases get the same gradient (grad_b_ih), as in the layer ops. For
+// small batches the CPU kernel (cpu/cell_step_backward.h) reads W in place
+// too; for the others it runs <name>_layer_backward with one step.
+//
+// Only the CPU has kernels; on other devices the cells run the layer op
 // with one step.
 #include <torch/library.h>
 
@@ -33,11 +47,21 @@ std::string cell_step_schema(const std::string& name) {
          "Tensor saved, Tensor cells)";
 }
 
+std::string cell_step_backward_schema(const std::string& name) {
+  return name +
+         "_cell_step_backward(Tensor? grad_h, Tensor? grad_c, Tensor input, "
+         "Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor h, "
+         "Tensor saved, Tensor? cells, bool[6] output_mask) -> (Tensor "
+         "grad_input, Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, "
+         "Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)";
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(fusedrnn, m) {
 #define FUSEDRNN_DEFINE_CELL_STEP(name, Cell, ...) \
-  m.def(cell_step_schema(#name).c_str());
+  m.def(cell_step_schema(#name).c_str());              \
+  m.def(cell_step_backward_schema(#name).c_str());
   FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_DEFINE_CELL_STEP)
 #undef FUSEDRNN_DEFINE_CELL_STEP
 }

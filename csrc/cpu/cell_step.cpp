@@ -14,33 +14,8 @@
 #include "fused_step_executor.h"
 
 namespace fusedrnn::cpu {
-namespace {
 
-using CellStepResult = std::tuple<Tensor, Tensor, Tensor, Tensor>;
-
-// Which batches run the dot products of cell_step.h; the others run the
-// layer function with one step. From 16 rows on the layer function packs
-// W_ih and W_hh for its tile kernels (matmul/packed_multiply.h:
-// kMinRowsToPack), which then reuse each loaded weight across 6 rows
-// instead of the dot products' kMaxDotVectors, with no lane sums; the
-// packing costs two more passes over the weights. Measured on the 2-core
-// test machine (Zen 4, one thread, LSTM and RNN, H = I = 256, 512, 1024;
-// float32, bfloat16 and float64; time of the dot products over the layer
-// function's): below 16 rows 0.3-0.8 everywhere; from 16 to 64 rows
-// 0.4-0.95 where the weights are 4 MiB or more (the packing passes then
-// come from L3), but up to 1.1-1.3 at 24-64 rows with 1-2 MiB of weights.
-constexpr int64_t kMaxDotBatch = 16;
-constexpr int64_t kMaxDotBatchLargeWeights = 64;
-constexpr int64_t kLargeWeightBytes = int64_t(4) << 20;
-
-bool runs_dot_products(int64_t batch, const Tensor& w_ih, const Tensor& w_hh) {
-  if (batch <= kMaxDotBatch) return true;
-  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * w_ih.element_size();
-  return batch <= kMaxDotBatchLargeWeights && weight_bytes >= kLargeWeightBytes;
-}
-
-// Every check before any memory is read; the messages follow the layer
-// ops' (layer_args.cpp). Returns H.
+// The messages follow the layer ops' (layer_args.cpp).
 int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
                                const OptionalTensor& c0, const Tensor& w_ih,
                                const Tensor& w_hh, const OptionalTensor& b_ih,
@@ -75,6 +50,31 @@ int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
   }
   return H;
 }
+
+namespace {
+
+// Which batches run the dot products of cell_step.h; the others run the
+// layer function with one step. From 16 rows on the layer function packs
+// W_ih and W_hh for its tile kernels (matmul/packed_multiply.h:
+// kMinRowsToPack), which then reuse each loaded weight across 6 rows
+// instead of the dot products' kMaxDotVectors, with no lane sums; the
+// packing costs two more passes over the weights. Measured on the 2-core
+// test machine (Zen 4, one thread, LSTM and RNN, H = I = 256, 512, 1024;
+// float32, bfloat16 and float64; time of the dot products over the layer
+// function's): below 16 rows 0.3-0.8 everywhere; from 16 to 64 rows
+// 0.4-0.95 where the weights are 4 MiB or more (the packing passes then
+// come from L3), but up to 1.1-1.3 at 24-64 rows with 1-2 MiB of weights.
+constexpr int64_t kMaxDotBatch = 16;
+constexpr int64_t kMaxDotBatchLargeWeights = 64;
+constexpr int64_t kLargeWeightBytes = int64_t(4) << 20;
+
+bool runs_dot_products(int64_t batch, const Tensor& w_ih, const Tensor& w_hh) {
+  if (batch <= kMaxDotBatch) return true;
+  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * w_ih.element_size();
+  return batch <= kMaxDotBatchLargeWeights && weight_bytes >= kLargeWeightBytes;
+}
+
+using CellStepResult = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 
 template <class Cell>
 CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,

@@ -27,12 +27,21 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../core/layer_args.h"
 #include "../core/storage_types.h"
 #include "cell_loops.h"  // FUSEDRNN_MULTIVERSION
 #include "matmul/packed_multiply.h"  // kMinTaskWork
 #include "matmul/row_dots.h"
 
 namespace fusedrnn::cpu {
+
+// The checks of a step's inputs before any memory is read, shared by the
+// forward and backward ops (the backward passes no biases). Returns H.
+int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
+                               const OptionalTensor& c0, const Tensor& w_ih,
+                               const Tensor& w_hh, const OptionalTensor& b_ih,
+                               const OptionalTensor& b_hh, int64_t gates,
+                               bool has_cell_state);
 
 // Hidden units per block: one float vector of the cell math.
 constexpr int64_t kUnitBlock = 16;

@@ -4,6 +4,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <cstdlib>
 #include <type_traits>
 
 #include "tile_kernels.h"  // has_avx512_kernels
@@ -11,10 +12,17 @@
 namespace fusedrnn::cpu {
 namespace {
 
-// Whether this CPU runs row_dots_avx512<T>: AVX-512F for every type (the
-// bfloat16 kernels widen to float; the bfloat16 ops need AVX512_BF16
-// anyway, which the executor checks).
-bool has_avx512_dots() { return has_avx512_kernels<float>(); }
+// Whether to run row_dots_avx512<T>: where the CPU has AVX-512F, for
+// every type (the bfloat16 kernels widen to float; the bfloat16 ops need
+// AVX512_BF16 anyway, which the executor checks). FUSEDRNN_PORTABLE_ROW_DOTS
+// in the environment (read once, at the first call) runs the plain loops
+// instead, so that tests/test_cell_step.py can check them against the
+// AVX-512 kernels on a machine that has both.
+bool use_avx512_dots() {
+  static const bool use = has_avx512_kernels<float>() &&
+                          std::getenv("FUSEDRNN_PORTABLE_ROW_DOTS") == nullptr;
+  return use;
+}
 
 // The portable version. Each dot product keeps kPartial running sums
 // (rows of them, interleaved), which the compiler may vectorise and which
@@ -51,7 +59,7 @@ void row_dots(int64_t rows, int64_t vectors, const T* w, int64_t ldw,
               const T* v, int64_t ldv, int64_t depth, at::opmath_type<T>* out,
               int64_t ldo) {
   TORCH_INTERNAL_ASSERT(vectors >= 1 && vectors <= kMaxDotVectors);
-  if (has_avx512_dots()) {
+  if (use_avx512_dots()) {
     row_dots_avx512(rows, vectors, w, ldw, v, ldv, depth, out, ldo);
   } else {
     row_dots_portable(rows, vectors, w, ldw, v, ldv, depth, out, ldo);

@@ -1,0 +1,252 @@
+// The CPU kernel of the one-step cell ops' backward
+// (fusedrnn::<name>_cell_step_backward, core/cell_schemas.cpp): the exact
+// derivative of cell_step.h's step, for small batches, in one call.
+//
+// The layer's backward run with one step pays, like its forward, for its
+// generality: buffers, W_hh packed for the step loop, and four products
+// through ATen's GEMM. At batch 1 those products are matrix-vector and
+// outer products whose time is reading W and writing its gradient, and the
+// fixed costs around them are much of a step's backward. Here:
+//   1. the gate gradients of every unit (Cell::backward, cells/*.h) in the
+//      compute type, on the calling thread (B*G*H values: little work);
+//   2. the bias gradients, their sums over the batch rows;
+//   3. in one parallel region, the four products, in blocks that each
+//      write their own part of one gradient:
+//        grad_x = dgates_x W_ih and grad_h0 = dgates_h W_hh (plus h's own
+//        share, for cells that read h), W's rows scaled by the gate
+//        gradients and added up (AXPYs), read where they lie; a block is a
+//        range of output columns, so no two blocks add to the same value;
+//        grad_W_ih = dgates_x^T x and grad_W_hh = dgates_h^T h0, outer
+//        products summed over the batch rows; a block is a range of W's
+//        rows.
+// Every sum runs in a fixed order whatever the number of threads, so the
+// results are deterministic. The loops are plain C++ compiled for AVX-512,
+// AVX2 and baseline x86-64 (FUSEDRNN_MULTIVERSION): AXPYs and outer
+// products vectorise along W's rows as written, with no lane sums, unlike
+// the forward's dot products (matmul/row_dots.h).
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "../core/storage_types.h"
+#include "cell_loops.h"              // FUSEDRNN_MULTIVERSION
+#include "matmul/packed_multiply.h"  // kMinTaskWork
+
+namespace fusedrnn::cpu {
+
+// Output columns per block of the products. Each block pays a loop setup
+// per row of W it walks and reads 1 KiB (float) of each row, which the
+// prefetchers follow; with 64 columns the setup and the short strided reads
+// made the products several times slower (LSTM, H = 256, batch 1).
+constexpr int64_t kGradColumnBlock = 256;
+// Batch rows that share a pass over W's rows in grad_x and grad_h0.
+constexpr int64_t kGradVectors = 4;
+
+// The arguments of one step's backward: row-major, contiguous. T is the
+// storage type, Acc = compute_t<T> the compute type.
+template <typename T>
+struct CellStepBackwardArgs {
+  using Acc = compute_t<T>;
+  int64_t batch, input_size, hidden;  // B, I, H
+  const T* x;        // (B, I)
+  const T* h0;       // (B, H)
+  const T* c0;       // (B, H), cells with a cell state, else null
+  const T* w_ih;     // (G*H, I)
+  const T* w_hh;     // (G*H, H)
+  const Acc* saved;  // (B, S*H): the forward's saved values
+  const Acc* cells;  // (B, H): the forward's c', cells with a cell state
+  const T* grad_h;   // (B, H), or null for zeros
+  const T* grad_c;   // (B, H), or null for zeros
+  // The gradients, each null where it is not wanted.
+  T* grad_x;     // (B, I)
+  T* grad_h0;    // (B, H)
+  T* grad_c0;    // (B, H), cells with a cell state
+  T* grad_w_ih;  // (G*H, I)
+  T* grad_w_hh;  // (G*H, H)
+  T* grad_b_ih;  // (G*H)
+  T* grad_b_hh;  // (G*H), cells that split their gradients
+  // Scratch in the compute type: the gate gradients, kept unrounded for
+  // every product (bfloat16 too).
+  Acc* dgates_x;  // (B, G*H)
+  Acc* dgates_h;  // (B, G*H); dgates_x unless Cell::kSplitRecurrentGrad
+  Acc* dh_own;    // (B, H): h's own share (kReadsPreviousHidden), else null
+};
+
+// Step 1: the gate gradients of every row and unit, h's own share of
+// grad_h0 and (written directly) grad_c0.
+template <class Cell, typename T, typename Acc = compute_t<T>>
+FUSEDRNN_MULTIVERSION void cell_step_gate_grads(const CellStepBackwardArgs<T>& a) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t H = a.hidden;
+  for (int64_t b = 0; b < a.batch; ++b) {
+    const T* __restrict h_prev = a.h0 + b * H;
+    const T* __restrict c_prev = Cell::kHasCellState ? a.c0 + b * H : nullptr;
+    const Acc* __restrict c_new = Cell::kHasCellState ? a.cells + b * H : nullptr;
+    const T* __restrict dh = a.grad_h ? a.grad_h + b * H : nullptr;
+    const T* __restrict dc =
+        Cell::kHasCellState && a.grad_c ? a.grad_c + b * H : nullptr;
+    const Acc* __restrict saved = a.saved + b * S * H;
+    Acc* __restrict dx = a.dgates_x + b * G * H;
+    Acc* __restrict dr = Cell::kSplitRecurrentGrad ? a.dgates_h + b * G * H : nullptr;
+    for (int64_t j = 0; j < H; ++j) {
+      Acc dh_prev = Acc(0), dc_prev = Acc(0);
+      Cell::backward(saved + j, H,
+                     Cell::kReadsPreviousHidden ? Acc(h_prev[j]) : Acc(0),
+                     Cell::kHasCellState ? Acc(c_prev[j]) : Acc(0),
+                     Cell::kHasCellState ? c_new[j] : Acc(0),
+                     dh ? Acc(dh[j]) : Acc(0), dc ? Acc(dc[j]) : Acc(0), dx + j,
+                     Cell::kSplitRecurrentGrad ? dr + j : nullptr, dh_prev,
+                     dc_prev);
+      if constexpr (Cell::kReadsPreviousHidden) a.dh_own[b * H + j] = dh_prev;
+      if constexpr (Cell::kHasCellState) {
+        if (a.grad_c0 != nullptr) a.grad_c0[b * H + j] = T(dc_prev);
+      }
+    }
+  }
+}
+
+// out[k] = sum_b d[b, k] for k < width: a bias gradient, summed over the
+// rows in their order.
+template <typename T, typename Acc = compute_t<T>>
+void batch_sums(int64_t rows, int64_t width, const Acc* d, T* out) {
+  for (int64_t k = 0; k < width; ++k) {
+    Acc sum = Acc(0);
+    for (int64_t b = 0; b < rows; ++b) sum += d[b * width + k];
+    out[k] = T(sum);
+  }
+}
+
+// out[b, k] = init[b, k] + sum_r d[b, r] w[r, k] for every row b < B and
+// the columns [k0, k1) (at most kGradColumnBlock) of out (B x K): the rows
+// of w (R x K) scaled by d's (B x R) and added up in the order of r. init
+// (B x K) is null for zeros.
+template <typename T, typename Acc = compute_t<T>>
+FUSEDRNN_MULTIVERSION void scaled_row_sums(int64_t B, int64_t R, int64_t K,
+                                           int64_t k0, int64_t k1,
+                                           const Acc* __restrict d,
+                                           const T* __restrict w,
+                                           const Acc* __restrict init,
+                                           T* __restrict out) {
+  const int64_t n = k1 - k0;
+  Acc acc[kGradVectors][kGradColumnBlock];
+  for (int64_t b0 = 0; b0 < B; b0 += kGradVectors) {
+    const int64_t vectors = std::min(kGradVectors, B - b0);
+    for (int64_t v = 0; v < vectors; ++v) {
+      for (int64_t u = 0; u < n; ++u) {
+        acc[v][u] = init != nullptr ? init[(b0 + v) * K + k0 + u] : Acc(0);
+      }
+    }
+    for (int64_t r = 0; r < R; ++r) {
+      const T* __restrict w_row = w + r * K + k0;
+      for (int64_t v = 0; v < vectors; ++v) {
+        const Acc scale = d[(b0 + v) * R + r];
+        for (int64_t u = 0; u < n; ++u) acc[v][u] += scale * Acc(w_row[u]);
+      }
+    }
+    for (int64_t v = 0; v < vectors; ++v) {
+      for (int64_t u = 0; u < n; ++u) out[(b0 + v) * K + k0 + u] = T(acc[v][u]);
+    }
+  }
+}
+
+// out[r, k] = sum_b d[b, r] v[b, k] for the rows [r0, r1) of out (R x K):
+// the outer products of d's (B x R) and v's (B x K) rows, summed in the
+// order of b. Where T is the compute type the sums build up in out itself
+// (one pass over each row per batch row, from L1 after the first); else in
+// a block of compute-type sums, rounded to T once.
+template <typename T, typename Acc = compute_t<T>>
+FUSEDRNN_MULTIVERSION void outer_product_rows(int64_t B, int64_t R, int64_t K,
+                                              int64_t r0, int64_t r1,
+                                              const Acc* __restrict d,
+                                              const T* __restrict v,
+                                              T* __restrict out) {
+  for (int64_t r = r0; r < r1; ++r) {
+    T* __restrict out_row = out + r * K;
+    if constexpr (std::is_same_v<T, Acc>) {
+      if (B == 0) std::fill(out_row, out_row + K, T(0));
+      for (int64_t b = 0; b < B; ++b) {
+        const Acc scale = d[b * R + r];
+        const T* __restrict v_row = v + b * K;
+        if (b == 0) {
+          for (int64_t k = 0; k < K; ++k) out_row[k] = scale * v_row[k];
+        } else {
+          for (int64_t k = 0; k < K; ++k) out_row[k] += scale * v_row[k];
+        }
+      }
+    } else {
+      Acc acc[kGradColumnBlock];
+      for (int64_t k0 = 0; k0 < K; k0 += kGradColumnBlock) {
+        const int64_t n = std::min(kGradColumnBlock, K - k0);
+        for (int64_t u = 0; u < n; ++u) acc[u] = Acc(0);
+        for (int64_t b = 0; b < B; ++b) {
+          const Acc scale = d[b * R + r];
+          const T* __restrict v_row = v + b * K + k0;
+          for (int64_t u = 0; u < n; ++u) acc[u] += scale * Acc(v_row[u]);
+        }
+        for (int64_t u = 0; u < n; ++u) out_row[k0 + u] = T(acc[u]);
+      }
+    }
+  }
+}
+
+// The whole backward of a step. The products' blocks form one index range
+// (column blocks of grad_x, then of grad_h0, then row blocks of grad_W_ih,
+// then of grad_W_hh) of about equal work each: a column block does
+// B*G*H*kGradColumnBlock multiply-adds and a row block gets as many rows as
+// make as many. So at::parallel_for's equal ranges of blocks are equal
+// work, a task does at least kMinTaskWork, and one parallel region serves
+// all four.
+template <class Cell, typename T>
+void cell_step_backward(const CellStepBackwardArgs<T>& a) {
+  using Acc = compute_t<T>;
+  constexpr int64_t C = kGradColumnBlock;
+  const int64_t B = a.batch, I = a.input_size, H = a.hidden;
+  const int64_t R = Cell::kGates * H;
+  cell_step_gate_grads<Cell, T>(a);
+  if (a.grad_b_ih != nullptr) batch_sums(B, R, a.dgates_x, a.grad_b_ih);
+  if (a.grad_b_hh != nullptr) batch_sums(B, R, a.dgates_h, a.grad_b_hh);
+
+  auto blocks_of = [](int64_t n, int64_t per_block) {
+    return (n + per_block - 1) / per_block;
+  };
+  const int64_t rows_ih = std::max<int64_t>(1, R * C / std::max<int64_t>(1, I));
+  const int64_t rows_hh = std::max<int64_t>(1, R * C / H);
+  const int64_t n_x = a.grad_x != nullptr ? blocks_of(I, C) : 0;
+  const int64_t n_h = a.grad_h0 != nullptr ? blocks_of(H, C) : 0;
+  const int64_t n_w_ih = a.grad_w_ih != nullptr ? blocks_of(R, rows_ih) : 0;
+  const int64_t n_w_hh = a.grad_w_hh != nullptr ? blocks_of(R, rows_hh) : 0;
+  const int64_t block_work = std::max<int64_t>(1, B * R * C);
+  const int64_t grain = std::max<int64_t>(1, kMinTaskWork / block_work);
+  at::parallel_for(0, n_x + n_h + n_w_ih + n_w_hh, grain, [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) {
+      int64_t k = i;
+      if (k < n_x) {
+        scaled_row_sums<T>(B, R, I, k * C, std::min(I, (k + 1) * C),
+                           a.dgates_x, a.w_ih, static_cast<const Acc*>(nullptr),
+                           a.grad_x);
+        continue;
+      }
+      k -= n_x;
+      if (k < n_h) {
+        scaled_row_sums<T>(B, R, H, k * C, std::min(H, (k + 1) * C),
+                           a.dgates_h, a.w_hh, a.dh_own, a.grad_h0);
+        continue;
+      }
+      k -= n_h;
+      if (k < n_w_ih) {
+        outer_product_rows<T>(B, R, I, k * rows_ih, std::min(R, (k + 1) * rows_ih),
+                              a.dgates_x, a.x, a.grad_w_ih);
+        continue;
+      }
+      k -= n_w_ih;
+      outer_product_rows<T>(B, R, H, k * rows_hh, std::min(R, (k + 1) * rows_hh),
+                            a.dgates_h, a.h0, a.grad_w_hh);
+    }
+  });
+}
+
+}  // namespace fusedrnn::cpu
