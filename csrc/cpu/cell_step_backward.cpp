@@ -12,6 +12,7 @@
 #include "../core/dispatch.h"
 #include "../core/layer_args.h"
 #include "../core/recurrent_layer.h"
+#include "buffer_pool.h"
 #include "cell_step.h"
 #include "fused_step_executor.h"
 
@@ -87,8 +88,11 @@ CellStepGrads cell_step_backward_op(
                   wanted(want_b_hh, g.b_hh)};
         }
 
+        // From the buffer pool, as the layer backward's are: the weight
+        // gradients are MiBs, and fresh memory costs a page fault per 4 KiB
+        // at every call (buffer_pool.h).
         auto output = [&](bool want, at::IntArrayRef sizes) {
-          return want ? at::empty(sizes, options) : at::empty({0}, options);
+          return want ? pooled_empty(sizes, options) : at::empty({0}, options);
         };
         Tensor grad_x = output(mask[0], {B, I});
         Tensor grad_h0 = output(mask[1], {B, H});
