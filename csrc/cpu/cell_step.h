@@ -46,17 +46,22 @@ int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
 // Hidden units per block: one float vector of the cell math.
 constexpr int64_t kUnitBlock = 16;
 
-// The arguments of one step: row-major, contiguous. T is the storage type,
-// Acc = compute_t<T> the compute type.
+// What a step's forward and its backward (cell_step_backward.h) both read:
+// row-major, contiguous. T is the storage type.
 template <typename T>
-struct CellStepArgs {
-  using Acc = compute_t<T>;
+struct CellStepInputs {
   int64_t batch, input_size, hidden;  // B, I, H
   const T* x;        // (B, I)
   const T* h0;       // (B, H)
   const T* c0;       // (B, H), cells with a cell state, else null
   const T* w_ih;     // (G*H, I)
   const T* w_hh;     // (G*H, H)
+};
+
+// The arguments of one step, Acc = compute_t<T> the compute type.
+template <typename T>
+struct CellStepArgs : CellStepInputs<T> {
+  using Acc = compute_t<T>;
   const T* b_ih;     // (G*H), or null without bias
   const T* b_hh;     // (G*H), or null without bias
   T* h;              // (B, H) out

@@ -34,6 +34,7 @@
 
 #include "../core/storage_types.h"
 #include "cell_loops.h"              // FUSEDRNN_MULTIVERSION
+#include "cell_step.h"               // CellStepInputs
 #include "matmul/packed_multiply.h"  // kMinTaskWork
 
 namespace fusedrnn::cpu {
@@ -46,17 +47,12 @@ constexpr int64_t kGradColumnBlock = 256;
 // Batch rows that share a pass over W's rows in grad_x and grad_h0.
 constexpr int64_t kGradVectors = 4;
 
-// The arguments of one step's backward: row-major, contiguous. T is the
-// storage type, Acc = compute_t<T> the compute type.
+// The arguments of one step's backward: the forward's inputs
+// (cell_step.h), then row-major, contiguous. Acc = compute_t<T> is the
+// compute type.
 template <typename T>
-struct CellStepBackwardArgs {
+struct CellStepBackwardArgs : CellStepInputs<T> {
   using Acc = compute_t<T>;
-  int64_t batch, input_size, hidden;  // B, I, H
-  const T* x;        // (B, I)
-  const T* h0;       // (B, H)
-  const T* c0;       // (B, H), cells with a cell state, else null
-  const T* w_ih;     // (G*H, I)
-  const T* w_hh;     // (G*H, H)
   const Acc* saved;  // (B, S*H): the forward's saved values
   const Acc* cells;  // (B, H): the forward's c', cells with a cell state
   const T* grad_h;   // (B, H), or null for zeros
