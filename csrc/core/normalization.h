@@ -94,18 +94,9 @@ struct NormalizedForwardStep {
     if constexpr (Cell::kNormalized) {
       const int64_t H = step.hidden, P = step.out_size;
       const StepRows<T>& rows = step.rows;
-      const T* h_prev = nullptr;
-      const Acc* c_prev = nullptr;
-      Acc* c_out = nullptr;
-      if constexpr (Cell::kReadsPreviousHidden) {
-        h_prev = previous_row(b, rows.continuing, rows.h_previous_step,
-                              rows.h0, P);
-      }
-      if constexpr (Cell::kHasCellState) {
-        c_prev = previous_row(b, rows.continuing, rows.c_previous_step,
-                              rows.c0, H);
-        c_out = step.cells + b * H;
-      }
+      const T* h_prev = previous_hidden<Cell>(rows, b, P);
+      const Acc* c_prev = previous_cells<Cell>(rows, b, H);
+      Acc* c_out = Cell::kHasCellState ? step.cells + b * H : nullptr;
       Cell::forward_row(row, H, step.recurrent + b * Cell::kGates * H,
                         step.bias_h, norms, h_prev, c_prev,
                         step.saved + b * saved_width<Cell>(H),
@@ -131,18 +122,12 @@ struct NormalizedBackwardStep {
     if constexpr (Cell::kNormalized) {
       const int64_t H = step.hidden, P = step.out_size, W = Cell::kGates * H;
       const StepRows<T>& rows = step.rows;
-      const T* h_prev = nullptr;
-      const Acc* c_prev = nullptr;
+      const T* h_prev = previous_hidden<Cell>(rows, b, P);
+      const Acc* c_prev = previous_cells<Cell>(rows, b, H);
       const Acc* c_new = nullptr;
       Acc* dc = nullptr;
       Acc* dn_c = nullptr;
-      if constexpr (Cell::kReadsPreviousHidden) {
-        h_prev = previous_row(b, rows.continuing, rows.h_previous_step,
-                              rows.h0, P);
-      }
       if constexpr (Cell::kHasCellState) {
-        c_prev = previous_row(b, rows.continuing, rows.c_previous_step,
-                              rows.c0, H);
         c_new = step.cells + b * H;
         dc = step.dc + b * H;
         dn_c = dnorm_c + b * H;

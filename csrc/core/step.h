@@ -39,6 +39,28 @@ FUSEDRNN_HOST_DEVICE const U* previous_row(int64_t b, int64_t continuing,
   return (b < continuing ? previous_step : initial) + b * width;
 }
 
+// Row b's previous h (P wide) where the cell reads it, else null.
+template <class Cell, typename T>
+FUSEDRNN_HOST_DEVICE const T* previous_hidden(const StepRows<T>& rows,
+                                              int64_t b, int64_t P) {
+  if constexpr (Cell::kReadsPreviousHidden) {
+    return previous_row(b, rows.continuing, rows.h_previous_step, rows.h0, P);
+  } else {
+    return nullptr;
+  }
+}
+
+// Row b's previous c (H wide) where the cell has one, else null.
+template <class Cell, typename T>
+FUSEDRNN_HOST_DEVICE const compute_t<T>* previous_cells(
+    const StepRows<T>& rows, int64_t b, int64_t H) {
+  if constexpr (Cell::kHasCellState) {
+    return previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
+  } else {
+    return nullptr;
+  }
+}
+
 // One forward step: the recurrent multiply of the live rows, then the
 // cell's math over every (row, unit).
 template <typename T>

@@ -30,7 +30,8 @@
 
 namespace fusedrnn::cpu {
 
-using fusedrnn::previous_row;
+using fusedrnn::previous_cells;
+using fusedrnn::previous_hidden;
 
 // Rows per parallel task: enough gate elements to amortise waking a thread.
 inline int64_t rows_per_task(int64_t row_elements) {
@@ -55,16 +56,9 @@ FUSEDRNN_MULTIVERSION void forward_units(
     Acc* __restrict gate_row = gates + b * G * H;
     const Acc* __restrict rec_row = recurrent + b * G * H;
     T* __restrict h_row = h_out + b * H;
-    const T* __restrict h_prev = nullptr;
-    if constexpr (Cell::kReadsPreviousHidden) {
-      h_prev = previous_row(b, rows.continuing, rows.h_previous_step, rows.h0, P);
-    }
-    const Acc* __restrict c_prev = nullptr;
-    Acc* __restrict c_row = nullptr;
-    if constexpr (Cell::kHasCellState) {
-      c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
-      c_row = c_out + b * H;
-    }
+    const T* __restrict h_prev = previous_hidden<Cell>(rows, b, P);
+    const Acc* __restrict c_prev = previous_cells<Cell>(rows, b, H);
+    Acc* __restrict c_row = Cell::kHasCellState ? c_out + b * H : nullptr;
     for (int64_t j = j0; j < j1; ++j) {
       Acc h_new = Acc(0), c_new = Acc(0);
       Acc* saved_unit;
@@ -102,14 +96,8 @@ FUSEDRNN_MULTIVERSION void backward_rows(
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   constexpr bool kSameType = std::is_same_v<T, Acc>;
   for (int64_t b = b0; b < b1; ++b) {
-    const T* __restrict h_prev = nullptr;
-    if constexpr (Cell::kReadsPreviousHidden) {
-      h_prev = previous_row(b, rows.continuing, rows.h_previous_step, rows.h0, P);
-    }
-    const Acc* __restrict c_prev = nullptr;
-    if constexpr (Cell::kHasCellState) {
-      c_prev = previous_row(b, rows.continuing, rows.c_previous_step, rows.c0, H);
-    }
+    const T* __restrict h_prev = previous_hidden<Cell>(rows, b, P);
+    const Acc* __restrict c_prev = previous_cells<Cell>(rows, b, H);
     Acc* __restrict dx = row_x + b * G * H;
     // row_h is empty unless the cell splits its gradients.
     Acc* __restrict dr =

@@ -19,28 +19,20 @@ __device__ int64_t thread_index() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 
-// Row b's previous h (in the compute type) and c, as core/step.h's
-// previous_row picks them; zero for what the cell does not have.
+// Unit j of row b's previous h (in the compute type) and c, as core/step.h
+// picks them; zero for what the cell does not have.
 template <typename Cell, typename T>
 __device__ compute_t<T> previous_h(const StepRows<T>& rows, int64_t b,
                                    int64_t j, int64_t P) {
-  if constexpr (Cell::kReadsPreviousHidden) {
-    return static_cast<compute_t<T>>(previous_row(
-        b, rows.continuing, rows.h_previous_step, rows.h0, P)[j]);
-  } else {
-    return 0;
-  }
+  const T* h = previous_hidden<Cell>(rows, b, P);
+  return h != nullptr ? static_cast<compute_t<T>>(h[j]) : compute_t<T>(0);
 }
 
 template <typename Cell, typename T>
 __device__ compute_t<T> previous_c(const StepRows<T>& rows, int64_t b,
                                    int64_t j, int64_t H) {
-  if constexpr (Cell::kHasCellState) {
-    return previous_row(b, rows.continuing, rows.c_previous_step, rows.c0,
-                        H)[j];
-  } else {
-    return 0;
-  }
+  const compute_t<T>* c = previous_cells<Cell>(rows, b, H);
+  return c != nullptr ? c[j] : compute_t<T>(0);
 }
 
 // Thread u handles hidden unit j of row b (u = b * H + j): neighbouring
