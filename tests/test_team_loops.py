@@ -4,7 +4,10 @@ parallel region, each thread owning the same hidden units throughout.
 
 Sizes are chosen so that the team has two workers at two threads (a step's
 multiply-adds over 2 * 65536) with a unit count that splits unevenly over
-blocks of 16, and one worker at the smallest size."""
+blocks of 16, and one worker at the smallest size. The float32 and bfloat16
+loops read W_hh in place for a few rows in all and packed for the tile
+kernels from 16 rows on (matmul/packed_multiply.h: kMinRowsToPack), so
+those tests run both: STEPS gives each batch fewer and more rows than that."""
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -15,6 +18,9 @@ from helpers import twin_modules
 # mode, batch, hidden: two workers at two threads, then one.
 SIZES = [("LSTM", 1, 200), ("GRU", 2, 200), ("RNN_TANH", 4, 200),
          ("RNN_RELU", 4, 200), ("LSTM", 3, 17)]
+
+# Time steps: below and above 16 rows in all at every batch of SIZES.
+STEPS = [3, 17]
 
 
 @pytest.fixture
@@ -73,9 +79,10 @@ def test_team_loops_match_torch_nn(two_threads, mode, B, H, packed):
 
 
 @pytest.mark.parametrize("mode,B,H", SIZES[:3])
-def test_team_loops_float32(two_threads, mode, B, H):
+@pytest.mark.parametrize("T", STEPS)
+def test_team_loops_float32(two_threads, mode, B, H, T):
     theirs, ours = twin_modules(mode, 24, H, dtype=torch.float32)
-    x, hx = _inputs(ours, 9, B, 24, torch.float32, packed=False)
+    x, hx = _inputs(ours, T, B, 24, torch.float32, packed=False)
     for a, e in zip(_grads(ours, x, hx, seed=3), _grads(theirs, x, hx, seed=3)):
         torch.testing.assert_close(a, e, atol=2e-4, rtol=2e-4)
 
@@ -83,9 +90,10 @@ def test_team_loops_float32(two_threads, mode, B, H):
 @pytest.mark.skipif("bfloat16" not in fusedrnn.build_info()["cpu_dtypes"],
                     reason="this CPU runs no bfloat16 kernels")
 @pytest.mark.parametrize("mode,B,H", SIZES[:2])
-def test_team_loops_bfloat16_match_the_reference(two_threads, mode, B, H):
+@pytest.mark.parametrize("T", STEPS)
+def test_team_loops_bfloat16_match_the_reference(two_threads, mode, B, H, T):
     _, ours = twin_modules(mode, 24, H, dtype=torch.bfloat16)
-    x, hx = _inputs(ours, 5, B, 24, torch.bfloat16, packed=False)
+    x, hx = _inputs(ours, T, B, 24, torch.bfloat16, packed=False)
     actual = _grads(ours, x, hx, seed=4)
     ours._force_reference = True
     expected = _grads(ours, x, hx, seed=4)
@@ -94,13 +102,14 @@ def test_team_loops_bfloat16_match_the_reference(two_threads, mode, B, H):
 
 
 @pytest.mark.parametrize("mode,B,H", SIZES[:3])
-def test_team_loops_give_the_same_bits_at_any_thread_count(mode, B, H):
+@pytest.mark.parametrize("T", STEPS)
+def test_team_loops_give_the_same_bits_at_any_thread_count(mode, B, H, T):
     """Each value of the loops is summed by one worker in the order of its
     units and gates, whichever worker that is. (The input's gradient is
     left out: it is a BLAS product after the loop, whose blocking follows
     the thread count.)"""
     _, ours = twin_modules(mode, 24, H, dtype=torch.float32)
-    x, hx = _inputs(ours, 7, B, 24, torch.float32, packed=True)
+    x, hx = _inputs(ours, T, B, 24, torch.float32, packed=True)
     previous = torch.get_num_threads()
     try:
         results = []

@@ -41,8 +41,8 @@
 //   (team) runs_team_loops();                 whether it runs this call's
 //                                             time loops itself, for a plain
 //                                             cell without regularization
-//   (team) team_forward<Cell>(layout, H, w_hh, ForwardBuffers)
-//                                             the whole loop; W_hh row-major
+//   (team) team_forward<Cell>(layout, H, weight(W_hh^T), ForwardBuffers)
+//                                             the whole loop
 //   (team) team_backward<Cell>(layout, H, weight(W_hh), BackwardBuffers)
 // A step never allocates, synchronises or dispatches an ATen op.
 //
@@ -124,7 +124,8 @@ void hand_over_final_states(const Exec& exec, const SequenceLayout& layout,
 // takes this call; returns whether it did.
 template <class Cell, class Exec, typename T>
 bool team_forward(const Exec& exec, const SequenceLayout& layout, int64_t H,
-                  const T* w_hh, const Regularization<T>& reg,
+                  const typename Exec::Weight& w_hh,
+                  const Regularization<T>& reg,
                   const ForwardBuffers<T>& buf) {
   if constexpr (Exec::kTeamLoops && !Cell::kNormalized) {
     if (exec.runs_team_loops() && !reg.any()) {
@@ -447,9 +448,8 @@ LayerOutputs layer_forward(const LayerInputs& in) {
         recurrent.data_ptr<Acc>(), data_or_null<T>(unprojected),
         zoned_c ? zoned_cells.data_ptr<Acc>() : nullptr,
         data_or_null<T>(h_dropped), norms};
-    if (!team_forward<Cell>(exec, shape.layout, H, w_hh.data_ptr<T>(), reg,
-                            buffers)) {
-      const auto hh = exec.weight(w_hh, /*transpose=*/true, /*groups=*/G);
+    const auto hh = exec.weight(w_hh, /*transpose=*/true, /*groups=*/G);
+    if (!team_forward<Cell>(exec, shape.layout, H, hh, reg, buffers)) {
       std::optional<typename Executor<T>::Weight> hr;
       if (projected) hr.emplace(exec.weight(w_hr, /*transpose=*/true, 1));
       forward_sequence<Cell>(exec, shape.layout, H, P, hh,

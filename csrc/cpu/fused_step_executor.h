@@ -60,7 +60,7 @@ class FusedStepExecutor {
   bool runs_team_loops() const { return team_loops_; }
 
   template <class Cell>
-  void team_forward(const SequenceLayout& layout, int64_t H, const T* w_hh,
+  void team_forward(const SequenceLayout& layout, int64_t H, const Weight& w_hh,
                     const ForwardBuffers<T>& buf) const {
     cpu::team_forward<Cell>(layout, H, w_hh, buf);
   }

@@ -61,6 +61,10 @@ class RightOperand {
   int64_t unit_slices() const {
     return (units() + kUnitSlice - 1) / kUnitSlice;
   }
+  // Whether op(W) was packed for the tile kernels; W itself, row-major,
+  // for kernels that read it in place.
+  bool packed() const { return !packed_.empty(); }
+  const T* source() const { return w_; }
 
  private:
   template <typename U>

@@ -5,10 +5,13 @@
 // cost is streaming W_hh and starting the step. Here each worker owns the
 // same hidden units for the whole loop and keeps their rows of W_hh in
 // its L2:
-//   forward, per step: the recurrent sums of its units (W_hh's rows, in
-//     place, dotted with the previous h: matmul/row_dots.h), then the
-//     cell's math on them (forward_units); then the workers meet, since
-//     the next step reads every unit of h.
+//   forward, per step: the recurrent sums of its units, then the cell's
+//     math on them (forward_units); then the workers meet, since the next
+//     step reads every unit of h. The sums come from W_hh packed for the
+//     tile kernels where the loop has enough rows to repay the copy (a
+//     single stream per worker, which reads from L2 about twice as fast as
+//     dot products of W's rows), else from W_hh's rows read in place and
+//     dotted with the previous h (matmul/row_dots.h).
 //   backward, per step: the gate gradients of its units (backward_rows);
 //     the workers meet, since each h unit's gradient sums over every gate
 //     gradient; then the gradient at the previous h of its units, from
@@ -72,30 +75,40 @@ inline int64_t team_size(int64_t rows, int64_t gates, int64_t hidden) {
 }
 
 // recurrent[b, g*H + j] = W_hh[g*H + j] . h_prev[b] for the step's rows b
-// and units j in [j0, j1), every gate g.
+// and units j in [j0, j1) (slices [s0, s1) of `w_hh` where it is packed),
+// every gate g. `w_hh` is op(W_hh) = W_hh^T in G blocks.
 template <typename T>
-void recurrent_sums(const StepRows<T>& rows, const T* w_hh, int64_t G,
-                    int64_t H, int64_t j0, int64_t j1,
-                    compute_t<T>* recurrent) {
-  auto dots = [&](int64_t b0, int64_t count, const T* h) {
+void recurrent_sums(const StepRows<T>& rows, const RightOperand<T>& w_hh,
+                    int64_t G, int64_t H, int64_t j0, int64_t j1, int64_t s0,
+                    int64_t s1, compute_t<T>* recurrent) {
+  auto sums = [&](int64_t b0, int64_t count, const T* h) {
     if (count == 0) return;
+    compute_t<T>* out = recurrent + b0 * G * H;
+    if (w_hh.packed()) {
+      multiply_units(count, h, H, w_hh, s0, s1, compute_t<T>(0), out, G * H);
+      return;
+    }
     for (int64_t g = 0; g < G; ++g) {
-      row_dots(j1 - j0, count, w_hh + (g * H + j0) * H, H, h, H, H,
-               recurrent + b0 * G * H + g * H + j0, G * H);
+      row_dots(j1 - j0, count, w_hh.source() + (g * H + j0) * H, H, h, H, H,
+               out + g * H + j0, G * H);
     }
   };
-  dots(0, rows.continuing, rows.h_previous_step);
-  dots(rows.continuing, rows.live - rows.continuing,
+  sums(0, rows.continuing, rows.h_previous_step);
+  sums(rows.continuing, rows.live - rows.continuing,
        rows.h0 + rows.continuing * H);
 }
 
+// `w_hh` is op(W_hh) = W_hh^T (H -> G*H) in G blocks, prepared for the
+// multiplies.
 template <class Cell, typename T>
-void team_forward(const SequenceLayout& layout, int64_t H, const T* w_hh,
-                  const ForwardBuffers<T>& buf) {
+void team_forward(const SequenceLayout& layout, int64_t H,
+                  const RightOperand<T>& w_hh, const ForwardBuffers<T>& buf) {
   static_assert(!Cell::kNormalized);
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t workers = team_size(layout.batch(), G, H);
-  const UnitShare share(H, workers, kTeamUnitBlock);
+  // Packed, a worker's units are whole slices of the multiply's columns.
+  const UnitShare share(H, workers,
+                        w_hh.packed() ? kUnitSlice : kTeamUnitBlock);
   run_team(workers, [&](int64_t w0, int64_t w1, TeamBarrier& barrier) {
     for (int64_t s = 0; s < layout.steps(); ++s) {
       const int64_t row0 = layout.offset(layout.step(s));
@@ -104,7 +117,8 @@ void team_forward(const SequenceLayout& layout, int64_t H, const T* w_hh,
       for (int64_t w = w0; w < w1; ++w) {
         const int64_t j0 = share.begin(w), j1 = share.end(w);
         if (j0 == j1) continue;
-        recurrent_sums(rows, w_hh, G, H, j0, j1, buf.recurrent);
+        recurrent_sums(rows, w_hh, G, H, j0, j1, share.first_block(w),
+                       share.first_block(w + 1), buf.recurrent);
         forward_units<Cell>(
             rows.live, j0, j1, H, H, rows, buf.gates + row0 * G * H,
             buf.saved + row0 * S * H, buf.recurrent, buf.bias_h,
