@@ -189,13 +189,22 @@ class FusedRNNBase(nn.RNNBase):
         return tuple(torch.zeros(layers, batch, size, dtype=x.dtype, device=x.device)
                      for size in self._state_sizes())
 
-    def _layer_weights(self):
-        """Per (layer, direction): (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
+    def _flat_parameters(self):
+        """torch.nn's weights in its order, read on every call so that
+        torch.func.functional_call and swapped parameters take effect: from
+        the parameter dict (nn.Module.__getattr__ costs about a microsecond
+        a name, which a batch-1 stream pays per call), through the
+        attributes where they are not plain parameters (parametrized,
+        weight-normed)."""
+        params = self._parameters
+        try:
+            return [params[name] for name in self._flat_weights_names]
+        except KeyError:
+            return [getattr(self, name) for name in self._flat_weights_names]
 
-        Read through getattr on every call so that torch.func.functional_call
-        and swapped parameters take effect.
-        """
-        weights = [getattr(self, name) for name in self._flat_weights_names]
+    def _layer_weights(self):
+        """Per (layer, direction): (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None."""
+        weights = self._flat_parameters()
         per_layer = 2 + 2 * self.bias + (self.proj_size > 0)
         groups = []
         for start in range(0, len(weights), per_layer):
@@ -233,6 +242,11 @@ class FusedRNNBase(nn.RNNBase):
         """The stack on time-major x (or packed data) and the 3-D initial
         states (None: zeros); returns the output and the final states in
         the dtypes torch.nn returns."""
+        if self._plain_stack_op(x):
+            # The common case without building the dtype plan (a few
+            # microseconds of a batch-1 call): a kernel dtype without
+            # autocast, computed and returned in x's dtype.
+            return self._run_stack_op(x, states, batch_sizes, None, None)
         plan = _ops.dtypes(x, self.mode, packed=batch_sizes is not None,
                            projected=self.proj_size > 0)
         # The dtype to cast the weights to, where the kernels compute in
@@ -257,10 +271,19 @@ class FusedRNNBase(nn.RNNBase):
         result = (plan.output, plan.cell_state)
         return _as(output, plan.output), tuple(_as(s, d) for s, d in zip(final, result))
 
+    def _plain_stack_op(self, x):
+        """Whether the stack op runs x as it is: what _run decides for a
+        kernel dtype without autocast and without regularization."""
+        device = x.device.type
+        return (self._stack_op_fits and not self._force_reference
+                and x.dtype in _ops._KERNEL_DTYPES.get(device, ())
+                and not _ops.autocast_enabled(device)
+                and not (self.recurrent_dropout or self.zoneout or self.cell_zoneout
+                         or self.weight_drop))
+
     def _run_stack_op(self, x, states, batch_sizes, plan, cast):
         """Every layer and direction in one call of the cell's stack op."""
-        # Read through getattr on every call, as _layer_weights.
-        weights = [getattr(self, name) for name in self._flat_weights_names]
+        weights = self._flat_parameters()
         if cast is not None:
             weights = [w.to(cast) for w in weights]
         return _ops.STACK_OPS[self.mode](x, states or (), weights, self.bias, self.num_layers,

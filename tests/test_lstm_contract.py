@@ -216,6 +216,26 @@ def test_functional_call_computes_with_swapped_weights():
     assert torch.count_nonzero(lstm(x)[0]) > 0
 
 
+class _Doubled(nn.Module):
+    def forward(self, w):
+        return 2 * w
+
+
+@pytest.mark.parametrize("cls", [fusedrnn.LSTM, fusedrnn.GRU])
+def test_parametrized_weights_take_effect(cls):
+    """A parametrized weight is no longer in the parameter dict; the module
+    reads it through its attribute (rnn_base._flat_parameters)."""
+    torch.manual_seed(0)
+    module = cls(4, 5, num_layers=2)
+    plain = cls(4, 5, num_layers=2)
+    plain.load_state_dict(module.state_dict())
+    with torch.no_grad():
+        plain.weight_hh_l1.mul_(2)
+    torch.nn.utils.parametrize.register_parametrization(module, "weight_hh_l1", _Doubled())
+    x = torch.randn(3, 2, 4)
+    torch.testing.assert_close(module(x)[0], plain(x)[0])
+
+
 def test_reset_parameters_and_all_weights_like_nn():
     ours = fusedrnn.LSTM(4, 16, 2, proj_size=3)
     bound = 1 / 16 ** 0.5
