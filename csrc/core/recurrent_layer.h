@@ -23,7 +23,15 @@
 //   Executor(const Tensor& input, const LayerShape&);  per call: device
 //                                             guard, stream, library handles
 //   Tensor empty(sizes, options);             the layer's buffers
-//   Tensor input_projection(x, w_ih, b_ih);   x W_ih^T + b_ih, compute type
+//   Tensor input_projection(input, w_ih, b_ih);
+//                                             input W_ih^T + b_ih, compute
+//                                             type, (rows, G*H) in time-major
+//                                             order, for the input as given:
+//                                             dense (T, B, I) of any strides
+//                                             or packed
+//   Tensor input_rows(input);                 the input as a row-major
+//                                             (rows, I) matrix in time-major
+//                                             order: a view or a copy
 //   Tensor product(a, b);                     a b, storage type (gradients)
 //   Weight weight(w, transpose, groups);      op(W) prepared for the steps
 //   forward_step<Cell>(ForwardStep, w_hh);    recurrent multiply + cell math
@@ -401,9 +409,10 @@ LayerOutputs layer_forward(const LayerInputs& in) {
     const auto options = in.input.options();
     const auto acc_options = compute_options(in.input);
     const bool projected = in.w_hr.has_value();
-    // The input projection of every step in one multiply, with b_ih.
-    const Tensor x = in.input.contiguous().view({rows, shape.input_size});
-    const Tensor gates = exec.input_projection(x, in.w_ih, in.b_ih);
+    // The input projection of every step, with b_ih, from the input as
+    // given: batch-first input comes as a strided time-major view, which
+    // the executor reads in place where it can.
+    const Tensor gates = exec.input_projection(in.input, in.w_ih, in.b_ih);
     Tensor bias_h = at::zeros({G * H}, acc_options);
     if (in.b_hh.has_value()) bias_h.copy_(*in.b_hh);
     const Tensor norm_data = packed_norms<Cell>(in, acc_options);
@@ -625,14 +634,16 @@ LayerGradients layer_backward(const LayerInputs& in,
 
     // Everything that does not depend on the step order, as large
     // multiplies. The bias gradients are sums over rows: deterministic.
-    const Tensor x = in.input.contiguous().view({rows, shape.input_size});
     grads.input = input_grad
                       ? exec.product(dgates_x, in.w_ih).view(in.input.sizes())
                       : at::empty({0}, options);
     grads.h0 = dh.to(options.dtype());
     grads.c0 = Cell::kHasCellState ? dc.to(options.dtype())
                                    : at::empty({0}, options);
-    grads.w_ih = exec.product(dgates_x.t(), x);
+    // dgates_x's rows are in time-major order: so must x's be. Batch-first
+    // input is copied so: a product per sequence would read and write all
+    // of W_ih's gradient once per sequence.
+    grads.w_ih = exec.product(dgates_x.t(), exec.input_rows(in.input));
     grads.w_hh = exec.product(dgates_h.t(), h_prev);
     grads.b_ih = dgates_x.sum(0);
     grads.b_hh = Cell::kSplitRecurrentGrad ? dgates_h.sum(0)

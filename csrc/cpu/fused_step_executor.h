@@ -76,9 +76,18 @@ class FusedStepExecutor {
     return pooled_empty(sizes, options);
   }
 
-  at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih,
+  at::Tensor input_projection(const at::Tensor& input, const at::Tensor& w_ih,
                               const OptionalTensor& b_ih) const {
-    return whole_multiply(x, w_ih.t(), b_ih);
+    return time_major_multiply(input, w_ih.t(), b_ih);
+  }
+
+  // A copy goes to a pooled buffer: a fresh one would fault in every page.
+  at::Tensor input_rows(const at::Tensor& input) const {
+    const int64_t width = input.size(-1);
+    if (input.is_contiguous()) return input.view({-1, width});
+    return pooled_empty(input.sizes(), input.options())
+        .copy_(input)
+        .view({-1, width});
   }
 
   at::Tensor product(const at::Tensor& a, const at::Tensor& b) const {

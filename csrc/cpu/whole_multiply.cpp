@@ -18,6 +18,20 @@ bool is_transposed_row_major(const at::Tensor& b) {
   return !b.is_contiguous() && b.t().is_contiguous();
 }
 
+// b in the tile kernels' layout. PackedMatrix reads a row-major W as W or
+// as W^T; any other b is made contiguous first.
+template <typename E>
+PackedMatrix<E> packed_operand(const at::Tensor& b) {
+  const bool transposed = is_transposed_row_major(b);
+  const at::Tensor w = transposed ? b.t() : b.contiguous();
+  return PackedMatrix<E>(w.data_ptr<E>(), w.size(0), w.size(1), transposed);
+}
+
+// The bias as the kernels add it, in float; undefined without one.
+at::Tensor float_bias(const std::optional<at::Tensor>& bias) {
+  return bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
+}
+
 template <typename E>
 at::Tensor packed_whole_multiply(const at::Tensor& a, const at::Tensor& b,
                                  const std::optional<at::Tensor>& bias) {
@@ -29,14 +43,9 @@ at::Tensor packed_whole_multiply(const at::Tensor& a, const at::Tensor& b,
   }
   // The kernels add the bias as they store C, so C is written once.
   at::Tensor out = pooled_empty({M, N}, float_options);
-  const at::Tensor bias_c = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
-  // PackedMatrix reads a row-major W as W or as W^T.
-  const bool transposed = is_transposed_row_major(b);
-  const at::Tensor w = transposed ? b.t() : b.contiguous();
-  const PackedMatrix<E> packed(w.data_ptr<E>(), w.size(0), w.size(1),
-                               transposed);
+  const at::Tensor bias_c = float_bias(bias);
   packed_multiply(M, LeftMatrix<E>{a.data_ptr<E>(), a.stride(0), a.stride(1)},
-                  packed, 0.0f, out.data_ptr<float>(), N,
+                  packed_operand<E>(b), 0.0f, out.data_ptr<float>(), N,
                   bias_c.defined() ? bias_c.data_ptr<float>() : nullptr);
   return out;
 }
@@ -91,7 +100,99 @@ at::Tensor row_dots_whole_multiply(const at::Tensor& a, const at::Tensor& b,
   return out;
 }
 
+// Whether the steps of x (T, B, K) are one strided matrix of T*B rows in
+// time-major order.
+bool steps_flatten(const at::Tensor& x) {
+  return x.size(0) == 1 || x.size(1) == 1 ||
+         x.stride(0) == x.size(1) * x.stride(1);
+}
+
+// x (T, B, K) cut into blocks of rows that are each a strided matrix: its
+// sequences, or its steps where there are fewer steps than sequences (the
+// fewer the blocks, the more rows share each pass over the weight). Where
+// a block's rows lie in x, and in the time-major (T*B, N) result.
+struct RowBlocks {
+  int64_t dim;               // x's dimension the blocks run along
+  int64_t count, rows;       // blocks, rows per block
+  int64_t x_step, x_row;      // x's strides between blocks and rows
+  int64_t out_step, out_row;  // the result's
+};
+
+RowBlocks row_blocks(const at::Tensor& x, int64_t N) {
+  const int64_t dim = x.size(0) < x.size(1) ? 0 : 1, other = 1 - dim;
+  const int64_t out_strides[2] = {x.size(1) * N, N};
+  return {dim,           x.size(dim),      x.size(other),     x.stride(dim),
+          x.stride(other), out_strides[dim], out_strides[other]};
+}
+
+// time_major_multiply by blocks on the tile kernels: b is packed once for
+// all of them.
+template <typename E>
+at::Tensor packed_blocks_multiply(const at::Tensor& x, const at::Tensor& b,
+                                  const std::optional<at::Tensor>& bias) {
+  const int64_t N = b.size(1);
+  const RowBlocks blocks = row_blocks(x, N);
+  at::Tensor out = pooled_empty({x.size(0) * x.size(1), N},
+                                x.options().dtype(at::kFloat));
+  const at::Tensor bias_c = float_bias(bias);
+  packed_multiply_blocks(
+      blocks.count, blocks.rows, LeftMatrix<E>{x.data_ptr<E>(), blocks.x_row},
+      blocks.x_step, packed_operand<E>(b), out.data_ptr<float>(),
+      blocks.out_row, blocks.out_step,
+      bias_c.defined() ? bias_c.data_ptr<float>() : nullptr);
+  return out;
+}
+
+// The same with BLAS (float, double), block by block into the result's
+// strided rows.
+at::Tensor blas_blocks_multiply(const at::Tensor& x, const at::Tensor& b,
+                                const std::optional<at::Tensor>& bias) {
+  const int64_t N = b.size(1);
+  const RowBlocks blocks = row_blocks(x, N);
+  at::Tensor out = pooled_empty({x.size(0) * x.size(1), N}, x.options());
+  const at::Tensor out_steps = out.view({x.size(0), x.size(1), N});
+  for (int64_t i = 0; i < blocks.count; ++i) {
+    at::Tensor c = out_steps.select(blocks.dim, i);
+    const at::Tensor a = x.select(blocks.dim, i);
+    if (bias) {
+      at::addmm_out(c, *bias, a, b);
+    } else {
+      at::mm_out(c, a, b);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+at::Tensor time_major_multiply(const at::Tensor& x, const at::Tensor& b,
+                               const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK((x.dim() == 2 || x.dim() == 3) && b.dim() == 2 &&
+                  x.size(-1) == b.size(0) && b.scalar_type() == x.scalar_type(),
+              "fusedrnn: time_major_multiply got ", x.sizes(), " x ",
+              b.sizes());
+  if (x.dim() == 2) return whole_multiply(x, b, bias);
+  const int64_t rows = x.size(0) * x.size(1), K = x.size(2), N = b.size(1);
+  // Few rows are copied (the few-row kernels read them contiguous), and so
+  // are rows whose elements are not adjacent, which the tile kernels would
+  // copy anyway (packed_multiply.cpp).
+  const bool by_blocks = !steps_flatten(x) && x.stride(2) == 1 &&
+                         rows >= kMinRowsToPack && K > 0 && N > 0;
+  if (by_blocks) {
+    if (x.scalar_type() == at::kBFloat16 &&
+        packed_multiply_available<c10::BFloat16>()) {
+      return packed_blocks_multiply<c10::BFloat16>(x, b, bias);
+    }
+    if (x.scalar_type() == at::kFloat && packed_multiply_available<float>()) {
+      return packed_blocks_multiply<float>(x, b, bias);
+    }
+    if (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) {
+      return blas_blocks_multiply(x, b, bias);
+    }
+  }
+  // A view where the steps flatten, else a copy.
+  return whole_multiply(x.reshape({rows, K}), b, bias);
+}
 
 at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
                           const std::optional<at::Tensor>& bias) {

@@ -26,4 +26,12 @@ namespace fusedrnn::cpu {
 at::Tensor whole_multiply(const at::Tensor& a, const at::Tensor& b,
                           const std::optional<at::Tensor>& bias = std::nullopt);
 
+// The same for the rows of a layer's input x: (T, B, K) dense, of any
+// strides, or (rows, K) packed; the result's rows in time-major order (row
+// t*B + b for x[t][b]). A dense x whose steps are not one strided matrix
+// (the time-major view of batch-first input) is read in place, a sequence
+// (or a step) at a time, where each row's elements are adjacent.
+at::Tensor time_major_multiply(const at::Tensor& x, const at::Tensor& b,
+                               const std::optional<at::Tensor>& bias);
+
 }  // namespace fusedrnn::cpu

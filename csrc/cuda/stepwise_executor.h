@@ -49,8 +49,9 @@ class StepwiseExecutor {
 
   // x W_ih^T + b_ih in the compute type: one multiply into a buffer that
   // already holds b_ih (beta = 1).
-  at::Tensor input_projection(const at::Tensor& x, const at::Tensor& w_ih,
+  at::Tensor input_projection(const at::Tensor& input, const at::Tensor& w_ih,
                               const OptionalTensor& b_ih) const {
+    const at::Tensor x = input_rows(input);
     const int64_t rows = x.size(0), width = w_ih.size(0);
     at::Tensor out = at::empty({rows, width}, compute_options(x));
     if (b_ih.has_value()) out.copy_(b_ih->expand({rows, width}));
@@ -59,6 +60,11 @@ class StepwiseExecutor {
                    Weight(w.data_ptr<T>(), width, w.size(1), /*transpose=*/true),
                    Acc(b_ih.has_value() ? 1 : 0), out.data_ptr<Acc>(), width);
     return out;
+  }
+
+  // The multiplies take the rows with one leading dimension.
+  at::Tensor input_rows(const at::Tensor& input) const {
+    return input.contiguous().view({-1, input.size(-1)});
   }
 
   // cuBLAS through ATen; 16-bit products accumulate in float32.

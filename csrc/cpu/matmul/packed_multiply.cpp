@@ -134,13 +134,39 @@ void packed_multiply(int64_t m, const LeftMatrix<E>& a, const PackedMatrix<E>& b
   });
 }
 
+template <typename E>
+void packed_multiply_blocks(int64_t count, int64_t m, const LeftMatrix<E>& a,
+                            int64_t a_step, const PackedMatrix<E>& b, float* c,
+                            int64_t ldc, int64_t c_step, const float* bias) {
+  if (m == 0 || count == 0) return;
+  const int64_t panels = b.panels();
+  const int64_t panel_work =
+      std::max<int64_t>(1, m * b.k() * PackedMatrix<E>::kPanelWidth);
+  const int64_t grain = std::max<int64_t>(1, kMinTaskWork / panel_work);
+  // Task i is panel i % panels of block i / panels.
+  at::parallel_for(0, count * panels, grain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1;) {
+      const int64_t block = i / panels, p0 = i % panels;
+      const int64_t p1 = std::min(panels, p0 + (i1 - i));
+      LeftMatrix<E> a_block = a;
+      a_block.data += block * a_step;
+      multiply_panels(0, m, a_block, b, 0.0f, bias, c + block * c_step, ldc,
+                      p0, p1);
+      i += p1 - p0;
+    }
+  });
+}
+
 #define FUSEDRNN_INSTANTIATE(E)                                              \
   template void packed_multiply<E>(int64_t, const LeftMatrix<E>&,             \
                                    const PackedMatrix<E>&, float, float*,     \
                                    int64_t, const float*);                    \
   template void multiply_panel_range<E>(int64_t, const LeftMatrix<E>&,        \
                                         const PackedMatrix<E>&, float,        \
-                                        float*, int64_t, int64_t, int64_t);
+                                        float*, int64_t, int64_t, int64_t);   \
+  template void packed_multiply_blocks<E>(                                     \
+      int64_t, int64_t, const LeftMatrix<E>&, int64_t, const PackedMatrix<E>&, \
+      float*, int64_t, int64_t, const float*);
 FUSEDRNN_INSTANTIATE(float)
 FUSEDRNN_INSTANTIATE(c10::BFloat16)
 #undef FUSEDRNN_INSTANTIATE

@@ -50,6 +50,15 @@ void packed_multiply(int64_t m, const LeftMatrix<E>& a, const PackedMatrix<E>& b
                      float beta, float* c, int64_t ldc,
                      const float* bias = nullptr);
 
+// C_i = A_i B (+ bias) for `count` blocks that share B: A_i is `a` moved
+// by i * a_step elements, C_i is `c` moved by i * c_step, each m rows. The
+// threads share the blocks' panels, so a block of a few rows keeps every
+// thread busy as one of many rows would.
+template <typename E>
+void packed_multiply_blocks(int64_t count, int64_t m, const LeftMatrix<E>& a,
+                            int64_t a_step, const PackedMatrix<E>& b, float* c,
+                            int64_t ldc, int64_t c_step, const float* bias);
+
 // The same for B's panels [p0, p1) only (C's columns [64 p0, 64 p1), fewer
 // in a narrow last panel), on the calling thread.
 template <typename E>
