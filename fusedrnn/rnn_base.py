@@ -257,8 +257,7 @@ class FusedRNNBase(nn.RNNBase):
             x = x.to(cast)
             if states is not None:
                 states = tuple(s.to(cast) for s in states)
-        if (self._stack_op_fits and plan.compute is not None and not self._force_reference
-                and not self._regularization.any()):
+        if self._stack_op_serves() and plan.compute is not None:
             run = self._run_stack_op
         else:
             run = self._run_layers
@@ -271,15 +270,20 @@ class FusedRNNBase(nn.RNNBase):
         result = (plan.output, plan.cell_state)
         return _as(output, plan.output), tuple(_as(s, d) for s, d in zip(final, result))
 
-    def _plain_stack_op(self, x):
-        """Whether the stack op runs x as it is: what _run decides for a
-        kernel dtype without autocast and without regularization."""
-        device = x.device.type
+    def _stack_op_serves(self):
+        """Whether the stack op can run this module's layers: torch.nn's
+        cells and weights, the kernels, and no regularization (read from
+        the attributes: building the settings tuple costs a microsecond)."""
         return (self._stack_op_fits and not self._force_reference
-                and x.dtype in _ops._KERNEL_DTYPES.get(device, ())
-                and not _ops.autocast_enabled(device)
                 and not (self.recurrent_dropout or self.zoneout or self.cell_zoneout
                          or self.weight_drop))
+
+    def _plain_stack_op(self, x):
+        """Whether the stack op runs x as it is: what _run decides for a
+        kernel dtype without autocast."""
+        device = x.device.type
+        return (self._stack_op_serves() and x.dtype in _ops._KERNEL_DTYPES.get(device, ())
+                and not _ops.autocast_enabled(device))
 
     def _run_stack_op(self, x, states, batch_sizes, plan, cast):
         """Every layer and direction in one call of the cell's stack op."""
