@@ -46,6 +46,14 @@
 //   for_each_row(rows, width, op);            op(row, r) over rows, with a row
 //                                             context (cells/row_stage.h): the
 //                                             passes of normalization.h
+//   static constexpr bool kCellSteps;         whether it has single_step
+//   single_step<Cell>(LayerInputs, LayerOutputs&)
+//                                             a one-step dense input of a
+//                                             plain cell, no projection or
+//                                             regularization, all outputs,
+//                                             where the executor has a
+//                                             kernel for it; returns whether
+//                                             it ran
 //   (team) runs_team_loops();                 whether it runs this call's
 //                                             time loops itself, for a plain
 //                                             cell without regularization
@@ -403,6 +411,14 @@ LayerOutputs layer_forward(const LayerInputs& in) {
     const LayerShape shape = check_layer_inputs(in, G, Cell::kHasCellState);
     check_norms(in, shape, Cell::kNorms);
     const Executor<T> exec(in.input, shape);
+    if constexpr (Executor<T>::kCellSteps && !Cell::kNormalized) {
+      LayerOutputs step;
+      if (shape.layout.steps() == 1 && !shape.packed && !in.w_hr &&
+          !regularization_of<T>(in.regularization).any() &&
+          exec.template single_step<Cell>(in, step)) {
+        return step;
+      }
+    }
     const int64_t rows = shape.layout.rows(), B = shape.layout.batch();
     const int64_t H = shape.hidden, P = shape.out_size;
     const int64_t SW = saved_width<Cell>(H);

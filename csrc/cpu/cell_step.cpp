@@ -68,11 +68,15 @@ constexpr int64_t kMaxDotBatch = 16;
 constexpr int64_t kMaxDotBatchLargeWeights = 64;
 constexpr int64_t kLargeWeightBytes = int64_t(4) << 20;
 
-bool runs_dot_products(int64_t batch, const Tensor& w_ih, const Tensor& w_hh) {
+}  // namespace
+
+bool runs_cell_step(int64_t batch, const Tensor& w_ih, const Tensor& w_hh) {
   if (batch <= kMaxDotBatch) return true;
   const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * w_ih.element_size();
   return batch <= kMaxDotBatchLargeWeights && weight_bytes >= kLargeWeightBytes;
 }
+
+namespace {
 
 using CellStepResult = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 
@@ -81,14 +85,13 @@ CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,
                             const OptionalTensor& c0, const Tensor& w_ih,
                             const Tensor& w_hh, const OptionalTensor& b_ih,
                             const OptionalTensor& b_hh) {
-  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t G = Cell::kGates;
   return dispatch_storage_type<FusedStepExecutor>(
       input, [&]<typename T>() -> CellStepResult {
-        using Acc = compute_t<T>;
         const int64_t H = check_cell_step_inputs(
             input, h0, c0, w_ih, w_hh, b_ih, b_hh, G, Cell::kHasCellState);
-        const int64_t B = input.size(0), I = input.size(1);
-        if (!runs_dot_products(B, w_ih, w_hh)) {
+        const int64_t B = input.size(0);
+        if (!runs_cell_step(B, w_ih, w_hh)) {
           const Tensor steps = input.unsqueeze(0);
           static const OptionalTensor kNone;
           LayerOutputs out = layer_forward<FusedStepExecutor, Cell>(
@@ -96,31 +99,9 @@ CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,
                no_regularization()});
           return {out.h_n, out.c_n, out.saved, out.cells};
         }
-        const auto options = input.options();
-        const auto acc_options = compute_options(input);
-        const int64_t cell_rows = Cell::kHasCellState ? B : 0;
-        Tensor h = at::empty({B, H}, options);
-        Tensor c = Cell::kHasCellState ? at::empty({B, H}, options)
-                                       : at::empty({0}, options);
-        Tensor saved = at::empty({1, B, S * H}, acc_options);
-        Tensor cells = Cell::kHasCellState ? at::empty({1, cell_rows, H}, acc_options)
-                                           : at::empty({0}, acc_options);
-        // Borrowed when already contiguous (the usual case), else copied.
-        const auto x_c = input.expect_contiguous();
-        const auto h0_c = h0.expect_contiguous();
-        const auto w_ih_c = w_ih.expect_contiguous();
-        const auto w_hh_c = w_hh.expect_contiguous();
-        const Tensor c0_c = c0 ? c0->contiguous() : Tensor();
-        const Tensor b_ih_c = b_ih ? b_ih->contiguous() : Tensor();
-        const Tensor b_hh_c = b_hh ? b_hh->contiguous() : Tensor();
-        cell_step<Cell, T>(CellStepArgs<T>{
-            B, I, H, x_c->template data_ptr<T>(),
-            h0_c->template data_ptr<T>(), data_or_null<T>(c0_c),
-            w_ih_c->template data_ptr<T>(), w_hh_c->template data_ptr<T>(),
-            data_or_null<T>(b_ih_c), data_or_null<T>(b_hh_c),
-            h.data_ptr<T>(), Cell::kHasCellState ? c.data_ptr<T>() : nullptr,
-            saved.data_ptr<Acc>(),
-            Cell::kHasCellState ? cells.data_ptr<Acc>() : nullptr});
+        Tensor h = at::empty({B, H}, input.options());
+        auto [c, saved, cells] = cell_step_into<Cell, T>(
+            input, h0, c0, w_ih, w_hh, b_ih, b_hh, h);
         return {h, c, saved, cells};
       });
 }

@@ -22,10 +22,12 @@
 // states in the compute type.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <tuple>
 
 #include "../core/layer_args.h"
 #include "../core/storage_types.h"
@@ -42,6 +44,10 @@ int64_t check_cell_step_inputs(const Tensor& input, const Tensor& h0,
                                const Tensor& w_hh, const OptionalTensor& b_ih,
                                const OptionalTensor& b_hh, int64_t gates,
                                bool has_cell_state);
+
+// Whether a step of `batch` rows runs this kernel; the others run the
+// layer function with one step (cell_step.cpp says why where).
+bool runs_cell_step(int64_t batch, const Tensor& w_ih, const Tensor& w_hh);
 
 // Hidden units per block: one float vector of the cell math.
 constexpr int64_t kUnitBlock = 16;
@@ -160,6 +166,44 @@ void cell_step(const CellStepArgs<T>& a) {
     cell_step_units<Cell, T>(a, k0 * kUnitBlock,
                              std::min(a.hidden, k1 * kUnitBlock));
   });
+}
+
+// cell_step on checked tensors: input (B, I), h0, c0, w_ih, w_hh, b_ih and
+// b_hh as the cell ops take them. Writes h into `h` (B, H), contiguous, in
+// the input's dtype; returns c (B, H) or empty, and saved (1, B, S*H) and
+// cells (1, B, H) or empty in the compute type, as the layer op returns
+// them for a one-step input.
+template <class Cell, typename T>
+std::tuple<Tensor, Tensor, Tensor> cell_step_into(
+    const Tensor& input, const Tensor& h0, const OptionalTensor& c0,
+    const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& b_ih,
+    const OptionalTensor& b_hh, const Tensor& h) {
+  using Acc = compute_t<T>;
+  constexpr int64_t S = Cell::kSaved;
+  const int64_t B = input.size(0), I = input.size(1), H = h.size(1);
+  const auto options = input.options();
+  const auto acc_options = compute_options(input);
+  Tensor c = Cell::kHasCellState ? at::empty({B, H}, options)
+                                 : at::empty({0}, options);
+  Tensor saved = at::empty({1, B, S * H}, acc_options);
+  Tensor cells = Cell::kHasCellState ? at::empty({1, B, H}, acc_options)
+                                     : at::empty({0}, acc_options);
+  // Borrowed when already contiguous (the usual case), else copied.
+  const auto x_c = input.expect_contiguous();
+  const auto h0_c = h0.expect_contiguous();
+  const auto w_ih_c = w_ih.expect_contiguous();
+  const auto w_hh_c = w_hh.expect_contiguous();
+  const Tensor c0_c = c0 ? c0->contiguous() : Tensor();
+  const Tensor b_ih_c = b_ih ? b_ih->contiguous() : Tensor();
+  const Tensor b_hh_c = b_hh ? b_hh->contiguous() : Tensor();
+  cell_step<Cell, T>(CellStepArgs<T>{
+      B, I, H, x_c->template data_ptr<T>(), h0_c->template data_ptr<T>(),
+      data_or_null<T>(c0_c), w_ih_c->template data_ptr<T>(),
+      w_hh_c->template data_ptr<T>(), data_or_null<T>(b_ih_c),
+      data_or_null<T>(b_hh_c), h.data_ptr<T>(),
+      Cell::kHasCellState ? c.data_ptr<T>() : nullptr, saved.data_ptr<Acc>(),
+      Cell::kHasCellState ? cells.data_ptr<Acc>() : nullptr});
+  return {c, saved, cells};
 }
 
 }  // namespace fusedrnn::cpu

@@ -23,6 +23,7 @@
 #include "../core/step.h"
 #include "buffer_pool.h"
 #include "cell_loops.h"
+#include "cell_step.h"
 #include "matmul.h"
 #include "team_loops.h"
 #include "whole_multiply.h"
@@ -46,6 +47,8 @@ class FusedStepExecutor {
   static constexpr bool kRowScratch = !std::is_same_v<T, Acc>;
   // Runs whole time loops of small batches itself (team_loops.h).
   static constexpr bool kTeamLoops = true;
+  // Runs a single step of a small batch as the cell ops do (cell_step.h).
+  static constexpr bool kCellSteps = true;
 
   static void check_input(const at::Tensor& input) { check_cpu_input(input); }
 
@@ -69,6 +72,25 @@ class FusedStepExecutor {
   void team_backward(const SequenceLayout& layout, int64_t H,
                      const Weight& w_hh, const BackwardBuffers<T>& buf) const {
     cpu::team_backward<Cell>(layout, H, w_hh, buf);
+  }
+
+  // A one-step dense input of a plain cell without projection or
+  // regularization (the layer function checks those), at a batch the cell
+  // ops' kernel takes: that kernel (cell_step.h) reads W_ih and W_hh once
+  // where they lie, where the layer's path packs them for two multiplies
+  // and fills a dozen buffers. Returns whether it ran the step.
+  template <class Cell>
+  bool single_step(const LayerInputs& in, LayerOutputs& out) const {
+    const at::Tensor x = in.input.select(0, 0);
+    if (!runs_cell_step(x.size(0), in.w_ih, in.w_hh)) return false;
+    const at::Tensor& h0 = in.h0;
+    out.h_n = pooled_empty(h0.sizes(), in.input.options());
+    std::tie(out.c_n, out.saved, out.cells) = cell_step_into<Cell, T>(
+        x, h0, in.c0, in.w_ih, in.w_hh, in.b_ih, in.b_hh, out.h_n);
+    // The output is its own tensor: an op's outputs do not alias.
+    out.output = pooled_empty({1, h0.size(0), h0.size(1)}, in.input.options());
+    std::copy_n(out.h_n.data_ptr<T>(), out.h_n.numel(), out.output.data_ptr<T>());
+    return true;
   }
 
   at::Tensor empty(at::IntArrayRef sizes,

@@ -33,6 +33,7 @@ class StepwiseExecutor {
   static constexpr const char* kDeviceName = "CUDA";
   static constexpr bool kRowScratch = false;
   static constexpr bool kTeamLoops = false;
+  static constexpr bool kCellSteps = false;
 
   static void check_input(const at::Tensor& input) { check_cuda_input(input); }
 
