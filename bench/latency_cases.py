@@ -5,7 +5,9 @@ Three kinds of case:
   step    one step of nn.LSTMCell / GRUCell / RNNCell (x, state -> state)
   layer   a whole nn.LSTM / GRU call on a batch-1 stream: T=1 (stream1, a
           token at a time) and T=100 (stream100, a short sequence at once),
-          one layer or two bidirectional layers
+          one layer or two bidirectional layers; and the 2-layer LSTM of
+          pytorch/examples' word-language model at its default sizes, a
+          small model trained on the CPU
   decode  a greedy decoding loop, Embedding -> LSTMCell -> Linear -> argmax,
           one token at a time, timed end to end
 
@@ -25,14 +27,17 @@ class Scale(NamedTuple):
     embed: int           # decode: embedding width = LSTMCell input
     decode_hidden: int   # decode: LSTMCell hidden size
     tokens: int          # decode: tokens generated per timed call
+    word_lm: tuple       # (T, B, H = I) of the word-language model's LSTM
 
 
 SCALES = {
     "full": Scale(step_batches=(1, 32), step_hidden=(256, 1024), stream_hidden=256,
-                  stream_steps=100, vocab=1000, embed=256, decode_hidden=256, tokens=100),
+                  stream_steps=100, vocab=1000, embed=256, decode_hidden=256, tokens=100,
+                  word_lm=(35, 20, 200)),
     # For the smoke test: every case, tiny sizes; its timings mean nothing.
     "tiny": Scale(step_batches=(1, 2), step_hidden=(8,), stream_hidden=8,
-                  stream_steps=3, vocab=20, embed=8, decode_hidden=8, tokens=3),
+                  stream_steps=3, vocab=20, embed=8, decode_hidden=8, tokens=3,
+                  word_lm=(3, 2, 8)),
 }
 
 
@@ -70,7 +75,9 @@ class LatencyCase:
         if self.kind == "step":
             return f"{cell}Cell B={self.B} H={self.H}{dtype}"
         if self.kind == "layer":
-            shape = f"{self.layers}-layer bidir" if self.bidirectional else "1-layer"
+            shape = f"{self.layers}-layer bidir" if self.bidirectional else f"{self.layers}-layer"
+            if self.B > 1:
+                return f"{cell} T={self.T} B={self.B} H={self.H} {shape}{dtype}"
             return f"{cell} stream{self.T} {shape}{dtype}"
         return f"{cell}Cell decode V={self.vocab} H={self.H}, {self.T} tokens{dtype}"
 
@@ -93,6 +100,11 @@ def latency_cases(scale):
             # The whole sequence also with grad: the batch-1 training step.
             cases += [LatencyCase("layer", cell, scale.stream_steps, 1, H, H, mode, **shape)
                       for mode in ("fwd", "fwd+bwd")]
+    # pytorch/examples' word_language_model: nn.LSTM(200, 200, 2) on batches
+    # of 20 sequences of 35 tokens, forward and the training step's.
+    T, B, H = scale.word_lm
+    cases += [LatencyCase("layer", "lstm", T, B, H, H, mode, layers=2)
+              for mode in ("fwd", "fwd+bwd")]
     cases.append(LatencyCase("decode", "lstm", scale.tokens, 1, scale.embed,
                              scale.decode_hidden, "fwd", vocab=scale.vocab))
     # Other dtypes at the smallest sizes: the bfloat16 step (fusedrnn in
