@@ -1,11 +1,10 @@
 """A layer op called with one dense step of a small batch (a token at a time:
-stream1, decoding loops, RL policies) runs the cell ops' kernel
-(csrc/cpu/cell_step.h) instead of the layer's path: the CPU executor's
-single_step. Checked here against the layer's own path on the same step
-(the same input packed, which single_step does not take), against
-fusedrnn.reference, through the modules against torch.nn, and with
-gradcheck through the layer op's backward, which reads what the step
-saved."""
+stream1, decoding loops, RL policies) runs the cell ops' kernels
+(csrc/cpu/cell_step.h, cell_step_backward.h) instead of the layer's path:
+the CPU executor's single_step and single_step_backward. Checked here
+against the layer's own path on the same step (the same input packed,
+which they do not take), against fusedrnn.reference, through the modules
+against torch.nn, and with gradcheck."""
 import pytest
 import torch
 from torch import nn
@@ -15,9 +14,15 @@ import fusedrnn
 from fusedrnn.cell_table import CELLS
 
 PLAIN_CELLS = [name for name, cell in CELLS.items() if not cell.norms]
-BFLOAT16 = pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
-    not fusedrnn.build_info()["cpu_bfloat16"], reason="needs AVX512_BF16"))
 TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-12, torch.bfloat16: 1e-2}
+NO_BFLOAT16 = pytest.mark.skipif(not fusedrnn.build_info()["cpu_bfloat16"],
+                                 reason="needs AVX512_BF16")
+# Every plain cell in each kernel dtype, at batches the cell kernels take
+# (up to 16 rows) and one past them.
+STEPS = pytest.mark.parametrize("name, dtype, B", [
+    pytest.param(name, dtype, B, id=f"{name}-{str(dtype)[6:]}-B{B}",
+                 marks=[NO_BFLOAT16] if dtype == torch.bfloat16 else [])
+    for name in PLAIN_CELLS for dtype in TOLERANCE for B in (1, 5, 16, 17)])
 
 
 def _step_args(name, B, I, H, dtype, bias):
@@ -43,11 +48,12 @@ def _layer(name):
     return getattr(torch.ops.fusedrnn, f"{name}_layer_forward")
 
 
+def _layer_backward(name):
+    return getattr(torch.ops.fusedrnn, f"{name}_layer_backward")
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("B", [1, 5, 16, 17])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, BFLOAT16],
-                         ids=["fp32", "fp64", "bf16"])
-@pytest.mark.parametrize("name", PLAIN_CELLS)
+@STEPS
 def test_one_step_matches_the_layer_path_and_the_reference(name, dtype, B, bias):
     """Every output of a dense step (single_step up to 16 rows, the layer's
     path at 17) against the same step packed (always the layer's path), and
@@ -127,3 +133,38 @@ def test_gradcheck_through_a_one_step_layer(name):
         return (output, h_n, c_n) if c0 is not None else (output, h_n)
 
     assert torch.autograd.gradcheck(step, tuple(args))
+
+
+@pytest.mark.parametrize("input_grad", [True, False], ids=["input_grad", "no_input_grad"])
+@STEPS
+def test_one_step_backward_matches_the_layer_path(name, dtype, B, input_grad):
+    """Every gradient of a dense step's backward (single_step_backward up to
+    16 rows) against the packed step's (the layer's path), with gradients
+    at the output and at both final states."""
+    torch.manual_seed(B)
+    cell = CELLS[name]
+    I, H = 40, 33
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _step_args(name, B, I, H, dtype, True)
+    output, _, _, saved, cells = _layer(name)(x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, None,
+                                              False)
+    grad_output = torch.randn(1, B, H, dtype=torch.float64).to(dtype)
+    grad_h_n = torch.randn(B, H, dtype=torch.float64).to(dtype)
+    grad_c_n = torch.randn(B, H, dtype=torch.float64).to(dtype) if cell.cell_state else None
+    cells_arg = cells if cell.cell_state else None
+    dense = _layer_backward(name)(grad_output, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, None,
+                                  None, output, saved, cells_arg, False, input_grad)
+    lengths = torch.ones(B, dtype=torch.int64)
+    batch_sizes = pack_padded_sequence(x, lengths).batch_sizes
+    packed = _layer_backward(name)(grad_output[0], grad_h_n, grad_c_n, x[0], h0, c0, w_ih, w_hh,
+                                   None, batch_sizes, output[0], saved[0],
+                                   None if cells_arg is None else cells_arg[0], False, input_grad)
+    # bfloat16: the step's kernel keeps the gate gradients in float for
+    # every product, the layer's path rounds them to bfloat16 first.
+    tolerance = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 2e-2}[dtype]
+    names = ("input", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "norms")
+    for what, ours, theirs in zip(names, dense, packed):
+        if what == "input" and input_grad:
+            assert ours.shape == x.shape
+            ours = ours[0]
+        assert ours.shape == theirs.shape, what
+        torch.testing.assert_close(ours, theirs, atol=tolerance, rtol=tolerance, msg=what)

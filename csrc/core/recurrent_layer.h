@@ -54,6 +54,11 @@
 //                                             where the executor has a
 //                                             kernel for it; returns whether
 //                                             it ran
+//   single_step_backward<Cell>(LayerInputs, grad_output, grad_h_n,
+//       grad_c_n, saved, cells, input_grad, LayerGradients&)
+//                                             the backward of such a step,
+//                                             all gradients; returns whether
+//                                             it ran
 //   (team) runs_team_loops();                 whether it runs this call's
 //                                             time loops itself, for a plain
 //                                             cell without regularization
@@ -403,6 +408,14 @@ NormParams<Acc> norm_params(const Tensor& packed, int64_t width,
   return {data_or_null<Acc>(packed), width, hidden, static_cast<Acc>(eps)};
 }
 
+// One dense step without projection or regularization: what an executor's
+// single_step and single_step_backward may take.
+template <typename T>
+bool is_single_step(const LayerInputs& in, const LayerShape& shape) {
+  return shape.layout.steps() == 1 && !shape.packed && !in.w_hr &&
+         !regularization_of<T>(in.regularization).any();
+}
+
 template <template <class> class Executor, class Cell>
 LayerOutputs layer_forward(const LayerInputs& in) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
@@ -413,8 +426,7 @@ LayerOutputs layer_forward(const LayerInputs& in) {
     const Executor<T> exec(in.input, shape);
     if constexpr (Executor<T>::kCellSteps && !Cell::kNormalized) {
       LayerOutputs step;
-      if (shape.layout.steps() == 1 && !shape.packed && !in.w_hr &&
-          !regularization_of<T>(in.regularization).any() &&
+      if (is_single_step<T>(in, shape) &&
           exec.template single_step<Cell>(in, step)) {
         return step;
       }
@@ -516,6 +528,15 @@ LayerGradients layer_backward(const LayerInputs& in,
       check_shape(*grad_output, shape.rows_of(P), "grad_output");
     }
     const Executor<T> exec(in.input, shape);
+    if constexpr (Executor<T>::kCellSteps && !Cell::kNormalized) {
+      LayerGradients step;
+      if (is_single_step<T>(in, shape) &&
+          exec.template single_step_backward<Cell>(in, grad_output, grad_h_n,
+                                                   grad_c_n, saved, cells,
+                                                   input_grad, step)) {
+        return step;
+      }
+    }
     const auto options = in.input.options();
     const auto acc_options = compute_options(in.input);
     const Tensor dy = grad_output ? grad_output->contiguous() : Tensor();

@@ -64,6 +64,32 @@ struct CellStepInputs {
   const T* w_hh;     // (G*H, H)
 };
 
+// The tensors behind a step's CellStepInputs: borrowed where already
+// contiguous (the usual case), else copied.
+class ContiguousStep {
+ public:
+  ContiguousStep(const Tensor& x, const Tensor& h0, const OptionalTensor& c0,
+                 const Tensor& w_ih, const Tensor& w_hh)
+      : x_(x.expect_contiguous()),
+        h0_(h0.expect_contiguous()),
+        c0_(c0 ? c0->contiguous() : Tensor()),
+        w_ih_(w_ih.expect_contiguous()),
+        w_hh_(w_hh.expect_contiguous()) {}
+
+  template <typename T>
+  CellStepInputs<T> inputs() const {
+    return {x_->size(0),          x_->size(1),
+            h0_->size(1),         x_->template data_ptr<T>(),
+            h0_->template data_ptr<T>(), data_or_null<T>(c0_),
+            w_ih_->template data_ptr<T>(), w_hh_->template data_ptr<T>()};
+  }
+
+ private:
+  c10::MaybeOwned<Tensor> x_, h0_;
+  Tensor c0_;
+  c10::MaybeOwned<Tensor> w_ih_, w_hh_;
+};
+
 // The arguments of one step, Acc = compute_t<T> the compute type.
 template <typename T>
 struct CellStepArgs : CellStepInputs<T> {
@@ -180,7 +206,7 @@ std::tuple<Tensor, Tensor, Tensor> cell_step_into(
     const OptionalTensor& b_hh, const Tensor& h) {
   using Acc = compute_t<T>;
   constexpr int64_t S = Cell::kSaved;
-  const int64_t B = input.size(0), I = input.size(1), H = h.size(1);
+  const int64_t B = input.size(0), H = h.size(1);
   const auto options = input.options();
   const auto acc_options = compute_options(input);
   Tensor c = Cell::kHasCellState ? at::empty({B, H}, options)
@@ -188,19 +214,12 @@ std::tuple<Tensor, Tensor, Tensor> cell_step_into(
   Tensor saved = at::empty({1, B, S * H}, acc_options);
   Tensor cells = Cell::kHasCellState ? at::empty({1, B, H}, acc_options)
                                      : at::empty({0}, acc_options);
-  // Borrowed when already contiguous (the usual case), else copied.
-  const auto x_c = input.expect_contiguous();
-  const auto h0_c = h0.expect_contiguous();
-  const auto w_ih_c = w_ih.expect_contiguous();
-  const auto w_hh_c = w_hh.expect_contiguous();
-  const Tensor c0_c = c0 ? c0->contiguous() : Tensor();
+  const ContiguousStep step(input, h0, c0, w_ih, w_hh);
   const Tensor b_ih_c = b_ih ? b_ih->contiguous() : Tensor();
   const Tensor b_hh_c = b_hh ? b_hh->contiguous() : Tensor();
   cell_step<Cell, T>(CellStepArgs<T>{
-      B, I, H, x_c->template data_ptr<T>(), h0_c->template data_ptr<T>(),
-      data_or_null<T>(c0_c), w_ih_c->template data_ptr<T>(),
-      w_hh_c->template data_ptr<T>(), data_or_null<T>(b_ih_c),
-      data_or_null<T>(b_hh_c), h.data_ptr<T>(),
+      step.inputs<T>(), data_or_null<T>(b_ih_c), data_or_null<T>(b_hh_c),
+      h.data_ptr<T>(),
       Cell::kHasCellState ? c.data_ptr<T>() : nullptr, saved.data_ptr<Acc>(),
       Cell::kHasCellState ? cells.data_ptr<Acc>() : nullptr});
   return {c, saved, cells};

@@ -28,10 +28,11 @@ namespace {
 // --kind step, 2-core Zen 4, loaded). At batch 1 the kernel is what pays.
 constexpr int64_t kMaxKernelBatch = 16;
 
-using CellStepGrads =
-    std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
-// Which gradients are wanted: input, h0, c0, w_ih, w_hh, the biases.
-using GradMask = std::array<bool, 6>;
+}  // namespace
+
+bool runs_cell_step_backward(int64_t batch) { return batch <= kMaxKernelBatch; }
+
+namespace {
 
 // A wanted gradient, or an empty tensor.
 Tensor wanted(bool want, const Tensor& grad) {
@@ -47,7 +48,6 @@ CellStepGrads cell_step_backward_op(
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   return dispatch_storage_type<FusedStepExecutor>(
       input, [&]<typename T>() -> CellStepGrads {
-        using Acc = compute_t<T>;
         static const OptionalTensor kNone;
         const int64_t H = check_cell_step_inputs(
             input, h0, c0, w_ih, w_hh, kNone, kNone, G, Cell::kHasCellState);
@@ -72,11 +72,9 @@ CellStepGrads cell_step_backward_op(
           check_same(*grad_c, input, "grad_c");
           check_shape(*grad_c, {B, H}, "grad_c");
         }
-        const bool want_c0 = Cell::kHasCellState && mask[2];
-        const bool want_b_hh = Cell::kSplitRecurrentGrad && mask[5];
-        const auto options = input.options();
-
-        if (B > kMaxKernelBatch) {
+        if (!runs_cell_step_backward(B)) {
+          const bool want_c0 = Cell::kHasCellState && mask[2];
+          const bool want_b_hh = Cell::kSplitRecurrentGrad && mask[5];
           LayerGradients g = layer_backward<FusedStepExecutor, Cell>(
               {input.unsqueeze(0), h0, c0, w_ih, w_hh, kNone, kNone, kNone,
                kNone, false, no_regularization()},
@@ -87,54 +85,9 @@ CellStepGrads cell_step_backward_op(
                   wanted(mask[4], g.w_hh), wanted(mask[5], g.b_ih),
                   wanted(want_b_hh, g.b_hh)};
         }
-
-        // From the buffer pool, as the layer backward's are: the weight
-        // gradients are MiBs, and fresh memory costs a page fault per 4 KiB
-        // at every call (buffer_pool.h).
-        auto output = [&](bool want, at::IntArrayRef sizes) {
-          return want ? pooled_empty(sizes, options) : at::empty({0}, options);
-        };
-        Tensor grad_x = output(mask[0], {B, I});
-        Tensor grad_h0 = output(mask[1], {B, H});
-        Tensor grad_c0 = output(want_c0, {B, H});
-        Tensor grad_w_ih = output(mask[3], {G * H, I});
-        Tensor grad_w_hh = output(mask[4], {G * H, H});
-        Tensor grad_b_ih = output(mask[5], {G * H});
-        Tensor grad_b_hh = output(want_b_hh, {G * H});
-        // One buffer for the scratch: dgates_x, dgates_h where the cell
-        // splits its gradients, h's own share where it reads h.
-        const int64_t gate_grads = B * G * H;
-        Tensor scratch = at::empty(
-            {gate_grads * (Cell::kSplitRecurrentGrad ? 2 : 1) +
-             (Cell::kReadsPreviousHidden ? B * H : 0)},
-            compute_options(input));
-        Acc* dgates_x = scratch.data_ptr<Acc>();
-        Acc* dgates_h = Cell::kSplitRecurrentGrad ? dgates_x + gate_grads : dgates_x;
-        Acc* dh_own = Cell::kReadsPreviousHidden
-                          ? dgates_x + gate_grads * (Cell::kSplitRecurrentGrad ? 2 : 1)
-                          : nullptr;
-        // Borrowed when already contiguous (the usual case), else copied.
-        const auto x_c = input.expect_contiguous();
-        const auto h0_c = h0.expect_contiguous();
-        const auto w_ih_c = w_ih.expect_contiguous();
-        const auto w_hh_c = w_hh.expect_contiguous();
-        const auto saved_c = saved.expect_contiguous();
-        const Tensor c0_c = c0 ? c0->contiguous() : Tensor();
-        const Tensor cells_c = cells ? cells->contiguous() : Tensor();
-        const Tensor grad_h_c = grad_h ? grad_h->contiguous() : Tensor();
-        const Tensor grad_c_c = grad_c ? grad_c->contiguous() : Tensor();
-        auto out = [](bool want, Tensor& t) { return want ? t.data_ptr<T>() : nullptr; };
-        cell_step_backward<Cell, T>(CellStepBackwardArgs<T>{
-            B, I, H, x_c->template data_ptr<T>(), h0_c->template data_ptr<T>(),
-            data_or_null<T>(c0_c), w_ih_c->template data_ptr<T>(),
-            w_hh_c->template data_ptr<T>(), saved_c->template data_ptr<Acc>(),
-            data_or_null<Acc>(cells_c), data_or_null<T>(grad_h_c),
-            data_or_null<T>(grad_c_c), out(mask[0], grad_x),
-            out(mask[1], grad_h0), out(want_c0, grad_c0),
-            out(mask[3], grad_w_ih), out(mask[4], grad_w_hh),
-            out(mask[5], grad_b_ih), out(want_b_hh, grad_b_hh), dgates_x,
-            dgates_h, dh_own});
-        return {grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh};
+        return cell_step_backward_of<Cell, T>(grad_h, kNone, grad_c, input,
+                                              h0, c0, w_ih, w_hh, saved,
+                                              cells, mask);
       });
 }
 

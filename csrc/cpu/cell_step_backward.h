@@ -26,13 +26,17 @@
 // the forward's dot products (matmul/row_dots.h).
 #pragma once
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <tuple>
 #include <type_traits>
 
 #include "../core/storage_types.h"
+#include "buffer_pool.h"
 #include "cell_loops.h"              // FUSEDRNN_MULTIVERSION
 #include "cell_step.h"               // CellStepInputs
 #include "matmul/packed_multiply.h"  // kMinTaskWork
@@ -56,6 +60,7 @@ struct CellStepBackwardArgs : CellStepInputs<T> {
   const Acc* saved;  // (B, S*H): the forward's saved values
   const Acc* cells;  // (B, H): the forward's c', cells with a cell state
   const T* grad_h;   // (B, H), or null for zeros
+  const T* grad_y;   // (B, H), or null: a layer's output gradient, added to grad_h
   const T* grad_c;   // (B, H), or null for zeros
   // The gradients, each null where it is not wanted.
   T* grad_x;     // (B, I)
@@ -83,6 +88,7 @@ FUSEDRNN_MULTIVERSION void cell_step_gate_grads(const CellStepBackwardArgs<T>& a
     const T* __restrict c_prev = Cell::kHasCellState ? a.c0 + b * H : nullptr;
     const Acc* __restrict c_new = Cell::kHasCellState ? a.cells + b * H : nullptr;
     const T* __restrict dh = a.grad_h ? a.grad_h + b * H : nullptr;
+    const T* __restrict dy = a.grad_y ? a.grad_y + b * H : nullptr;
     const T* __restrict dc =
         Cell::kHasCellState && a.grad_c ? a.grad_c + b * H : nullptr;
     const Acc* __restrict saved = a.saved + b * S * H;
@@ -94,7 +100,8 @@ FUSEDRNN_MULTIVERSION void cell_step_gate_grads(const CellStepBackwardArgs<T>& a
                      Cell::kReadsPreviousHidden ? Acc(h_prev[j]) : Acc(0),
                      Cell::kHasCellState ? Acc(c_prev[j]) : Acc(0),
                      Cell::kHasCellState ? c_new[j] : Acc(0),
-                     dh ? Acc(dh[j]) : Acc(0), dc ? Acc(dc[j]) : Acc(0), dx + j,
+                     (dh ? Acc(dh[j]) : Acc(0)) + (dy ? Acc(dy[j]) : Acc(0)),
+                     dc ? Acc(dc[j]) : Acc(0), dx + j,
                      Cell::kSplitRecurrentGrad ? dr + j : nullptr, dh_prev,
                      dc_prev);
       if constexpr (Cell::kReadsPreviousHidden) a.dh_own[b * H + j] = dh_prev;
@@ -243,6 +250,76 @@ void cell_step_backward(const CellStepBackwardArgs<T>& a) {
                             a.dgates_h, a.h0, a.grad_w_hh);
     }
   });
+}
+
+// Whether the backward of a step of `batch` rows runs this kernel; the
+// others run the layer backward with one step (cell_step_backward.cpp says
+// why where).
+bool runs_cell_step_backward(int64_t batch);
+
+// Which gradients are wanted: input, h0, c0, w_ih, w_hh, the biases.
+using GradMask = std::array<bool, 6>;
+using CellStepGrads =
+    std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+// cell_step_backward on checked tensors, shaped as the cell-step backward
+// op takes them (grad_y: a layer's output gradient at the step, (B, H), or
+// none). Returns grad_input (B, I), grad_h0, grad_c0, grad_w_ih,
+// grad_w_hh, grad_b_ih and grad_b_hh, each empty where unwanted, and
+// grad_c0 without a cell state and grad_b_hh where both biases get the same
+// gradient.
+template <class Cell, typename T>
+CellStepGrads cell_step_backward_of(
+    const OptionalTensor& grad_h, const OptionalTensor& grad_y,
+    const OptionalTensor& grad_c, const Tensor& input, const Tensor& h0,
+    const OptionalTensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const Tensor& saved, const OptionalTensor& cells, GradMask mask) {
+  using Acc = compute_t<T>;
+  constexpr int64_t G = Cell::kGates;
+  const int64_t B = input.size(0), I = input.size(1), H = h0.size(1);
+  const bool want_c0 = Cell::kHasCellState && mask[2];
+  const bool want_b_hh = Cell::kSplitRecurrentGrad && mask[5];
+  const auto options = input.options();
+  // From the buffer pool, as the layer backward's are: the weight
+  // gradients are MiBs, and fresh memory costs a page fault per 4 KiB at
+  // every call (buffer_pool.h).
+  auto output = [&](bool want, at::IntArrayRef sizes) {
+    return want ? pooled_empty(sizes, options) : at::empty({0}, options);
+  };
+  Tensor grad_x = output(mask[0], {B, I});
+  Tensor grad_h0 = output(mask[1], {B, H});
+  Tensor grad_c0 = output(want_c0, {B, H});
+  Tensor grad_w_ih = output(mask[3], {G * H, I});
+  Tensor grad_w_hh = output(mask[4], {G * H, H});
+  Tensor grad_b_ih = output(mask[5], {G * H});
+  Tensor grad_b_hh = output(want_b_hh, {G * H});
+  // One buffer for the scratch: dgates_x, dgates_h where the cell splits
+  // its gradients, h's own share where it reads h.
+  const int64_t gate_grads = B * G * H;
+  Tensor scratch = at::empty({gate_grads * (Cell::kSplitRecurrentGrad ? 2 : 1) +
+                              (Cell::kReadsPreviousHidden ? B * H : 0)},
+                             compute_options(input));
+  Acc* dgates_x = scratch.data_ptr<Acc>();
+  Acc* dgates_h = Cell::kSplitRecurrentGrad ? dgates_x + gate_grads : dgates_x;
+  Acc* dh_own = Cell::kReadsPreviousHidden
+                    ? dgates_x + gate_grads * (Cell::kSplitRecurrentGrad ? 2 : 1)
+                    : nullptr;
+  const ContiguousStep step(input, h0, c0, w_ih, w_hh);
+  const auto saved_c = saved.expect_contiguous();
+  const Tensor cells_c = cells ? cells->contiguous() : Tensor();
+  const Tensor grad_h_c = grad_h ? grad_h->contiguous() : Tensor();
+  const Tensor grad_y_c = grad_y ? grad_y->contiguous() : Tensor();
+  const Tensor grad_c_c = grad_c ? grad_c->contiguous() : Tensor();
+  auto out = [](bool want, Tensor& t) { return want ? t.data_ptr<T>() : nullptr; };
+  cell_step_backward<Cell, T>(CellStepBackwardArgs<T>{
+      step.inputs<T>(), saved_c->template data_ptr<Acc>(),
+      data_or_null<Acc>(cells_c), data_or_null<T>(grad_h_c),
+      data_or_null<T>(grad_y_c), data_or_null<T>(grad_c_c),
+      out(mask[0], grad_x), out(mask[1], grad_h0), out(want_c0, grad_c0),
+      out(mask[3], grad_w_ih), out(mask[4], grad_w_hh),
+      out(mask[5], grad_b_ih), out(want_b_hh, grad_b_hh), dgates_x, dgates_h,
+      dh_own});
+  return {grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh};
 }
 
 }  // namespace fusedrnn::cpu

@@ -24,6 +24,7 @@
 #include "buffer_pool.h"
 #include "cell_loops.h"
 #include "cell_step.h"
+#include "cell_step_backward.h"
 #include "matmul.h"
 #include "team_loops.h"
 #include "whole_multiply.h"
@@ -90,6 +91,33 @@ class FusedStepExecutor {
     // The output is its own tensor: an op's outputs do not alias.
     out.output = pooled_empty({1, h0.size(0), h0.size(1)}, in.input.options());
     std::copy_n(out.h_n.data_ptr<T>(), out.h_n.numel(), out.output.data_ptr<T>());
+    return true;
+  }
+
+  // The backward of such a step, from what single_step saved, at a batch
+  // the cell ops' backward kernel takes (cell_step_backward.h): every
+  // gradient in one call, W read where it lies, no packing and no GEMMs.
+  template <class Cell>
+  bool single_step_backward(const LayerInputs& in,
+                            const OptionalTensor& grad_output,
+                            const OptionalTensor& grad_h_n,
+                            const OptionalTensor& grad_c_n,
+                            const at::Tensor& saved,
+                            const OptionalTensor& cells, bool input_grad,
+                            LayerGradients& grads) const {
+    const at::Tensor x = in.input.select(0, 0);
+    if (!runs_cell_step_backward(x.size(0))) return false;
+    const OptionalTensor grad_y =
+        grad_output ? OptionalTensor(grad_output->select(0, 0)) : std::nullopt;
+    at::Tensor grad_x;
+    std::tie(grad_x, grads.h0, grads.c0, grads.w_ih, grads.w_hh, grads.b_ih,
+             grads.b_hh) =
+        cell_step_backward_of<Cell, T>(
+            grad_h_n, grad_y, grad_c_n, x, in.h0, in.c0, in.w_ih, in.w_hh,
+            saved, cells, {input_grad, true, true, true, true, true});
+    grads.input = input_grad ? grad_x.view(in.input.sizes()) : grad_x;
+    grads.w_hr = at::empty({0}, in.input.options());
+    grads.norms = at::empty({0}, in.input.options());
     return true;
   }
 
