@@ -225,12 +225,16 @@ def _register(cell):
          *_) = saved_tensors
         if ctx.saved_is_output:
             saved = y.to(_saved_dtype(input))
-        (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
-         grad_w_hr, grad_norms) = backward_op(
-            grad_y, grad_h_n, grad_c_n if cell.cell_state else None, input, h0, c0, w_ih,
-            w_hh, w_hr, batch_sizes, y, saved, cells, ctx.reverse, ctx.needs_input_grad[0],
-            *_regularization_args(_saved_regularization(ctx, saved_tensors)), norms,
-            ctx.eps)
+        # Below autograd: grad mode is off here, and the backward op's own
+        # autograd kernel (register_autograd's, in Python) would only
+        # redispatch, a round trip through Python per layer and direction.
+        with torch._C._AutoDispatchBelowADInplaceOrView():
+            (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
+             grad_w_hr, grad_norms) = backward_op(
+                grad_y, grad_h_n, grad_c_n if cell.cell_state else None, input, h0, c0, w_ih,
+                w_hh, w_hr, batch_sizes, y, saved, cells, ctx.reverse, ctx.needs_input_grad[0],
+                *_regularization_args(_saved_regularization(ctx, saved_tensors)), norms,
+                ctx.eps)
         if not ctx.has_bias:
             grad_b_ih = grad_b_hh = None
         elif not cell.split_recurrent_grad:

@@ -168,3 +168,20 @@ def test_one_step_backward_matches_the_layer_path(name, dtype, B, input_grad):
             ours = ours[0]
         assert ours.shape == theirs.shape, what
         torch.testing.assert_close(ours, theirs, atol=tolerance, rtol=tolerance, msg=what)
+
+
+@pytest.mark.parametrize("name", PLAIN_CELLS)
+def test_opcheck_one_step(name):
+    """Schema, fake kernel and autograd registration agree with what the
+    one-step route returns, forward and backward."""
+    torch.manual_seed(2)
+    cell = CELLS[name]
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _step_args(name, 2, 5, 6, torch.float32, True)
+    forward_args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, None, False)
+    torch.library.opcheck(_layer(name).default, forward_args)
+    output, _, _, saved, cells = _layer(name)(*forward_args)
+    grads = (torch.randn_like(output), torch.randn_like(h0),
+             torch.randn_like(c0) if cell.cell_state else None)
+    torch.library.opcheck(_layer_backward(name).default,
+                          (*grads, x, h0, c0, w_ih, w_hh, None, None, output, saved,
+                           cells if cell.cell_state else None, False))

@@ -78,10 +78,14 @@ class ContiguousStep {
 
   template <typename T>
   CellStepInputs<T> inputs() const {
-    return {x_->size(0),          x_->size(1),
-            h0_->size(1),         x_->template data_ptr<T>(),
-            h0_->template data_ptr<T>(), data_or_null<T>(c0_),
-            w_ih_->template data_ptr<T>(), w_hh_->template data_ptr<T>()};
+    return {x_->size(0),
+            x_->size(1),
+            h0_->size(1),
+            x_->template data_ptr<T>(),
+            h0_->template data_ptr<T>(),
+            data_or_null<T>(c0_),
+            w_ih_->template data_ptr<T>(),
+            w_hh_->template data_ptr<T>()};
   }
 
  private:
