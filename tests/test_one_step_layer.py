@@ -185,3 +185,26 @@ def test_opcheck_one_step(name):
     torch.library.opcheck(_layer_backward(name).default,
                           (*grads, x, h0, c0, w_ih, w_hh, None, None, output, saved,
                            cells if cell.cell_state else None, False))
+
+
+def test_large_weights_route_the_forward_past_16_rows():
+    """With 4 MiB of weights the forward's route takes up to 64 rows, the
+    backward's only 16: at 24 rows the layer's backward reads what the
+    cell kernel saved. Both against the same step packed."""
+    torch.manual_seed(3)
+    B, I, H = 24, 512, 512  # 8 MiB of float32 weights
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = _step_args("lstm", B, I, H, torch.float32, True)
+    dense = _layer("lstm")(x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, None, False)
+    batch_sizes = torch.tensor([B])
+    packed = _layer("lstm")(x[0], h0, c0, w_ih, w_hh, b_ih, b_hh, None, batch_sizes, False)
+    for ours, theirs in zip(dense, packed):
+        torch.testing.assert_close(ours.reshape(theirs.shape), theirs, atol=2e-5, rtol=2e-5)
+    output, _, _, saved, cells = dense
+    grads = (torch.randn_like(output), torch.randn_like(h0), torch.randn_like(c0))
+    dense_grads = _layer_backward("lstm")(*grads, x, h0, c0, w_ih, w_hh, None, None, output,
+                                          saved, cells, False, True)
+    packed_grads = _layer_backward("lstm")(grads[0][0], *grads[1:], x[0], h0, c0, w_ih, w_hh,
+                                           None, batch_sizes, packed[0], packed[3], packed[4],
+                                           False, True)
+    for ours, theirs in zip(dense_grads, packed_grads):
+        torch.testing.assert_close(ours.reshape(theirs.shape), theirs, atol=1e-4, rtol=1e-4)
