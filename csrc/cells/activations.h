@@ -4,12 +4,14 @@
 // of truth serves both back ends: the CPU tests exercise the exact math the
 // GPU runs.
 //
-// float uses a branch-free exponential (range reduction to [-ln2/2, ln2/2],
-// a degree-6 polynomial, scaling by 2^n through the exponent bits) so that a
-// loop over hidden units vectorises on the CPU; std::exp is a scalar library
-// call that would dominate the step time. Its relative error is a few ulp,
-// far inside the 1e-5 parity tolerance. double keeps the libm functions: it
-// is the precision mode and is checked to 1e-10.
+// The CPU's exponentials are branch-free (range reduction to
+// [-ln2/2, ln2/2], a polynomial, scaling by 2^n through the exponent bits)
+// so that a loop over hidden units vectorises; std::exp and std::tanh are
+// scalar library calls that would dominate the step time. float uses a
+// degree-6 polynomial (a few ulp, far inside the 1e-5 parity tolerance);
+// double, the precision mode checked to 1e-10, a degree-13 one (truncation
+// below 1e-17, so the result is as close as the roundings of the
+// evaluation allow: a few ulp). The GPU keeps its own exp and tanh.
 //
 // Non-finite values behave as torch's sigmoid and tanh: NaN in gives NaN
 // out, and at +-inf (or once e^x overflows) they saturate to exactly 0, 1
@@ -75,7 +77,64 @@ FUSEDRNN_HOST_DEVICE float exp_activation(float x) {
 #endif
 }
 
-FUSEDRNN_HOST_DEVICE double exp_activation(double x) { return exp(x); }
+#if !defined(__CUDA_ARCH__)
+// e^x - 1 and e^x for double, on the CPU: x = n ln2 + r with |r| <=
+// ln2/2, q = e^r - 1 by its Taylor series to r^13 (the next term is below
+// 1e-17), then e^x - 1 = 2^n q + (2^n - 1) and e^x = 2^n q + 2^n. Without
+// the constant 1 in q, e^x - 1 keeps its relative precision near 0 (n = 0
+// gives q itself), which tanh needs. 2^n comes as 2 * 2^(n-1), so that x
+// may be NaN or anywhere in [-708, 709.79] (n up to 1024); the callers
+// clamp.
+struct ExpParts {
+  double q;           // e^r - 1
+  double half_scale;  // 2^(n-1)
+};
+
+FUSEDRNN_HOST_DEVICE ExpParts exp_parts(double x) {
+  // n = round(x / ln2) by the add-and-subtract trick, as for float.
+  const double kRound = 6755399441055744.0;  // 1.5 * 2^52
+  const double shifted = x * 1.4426950408889634 + kRound;
+  const double n = shifted - kRound;
+  // ln2 in two parts: the first has zeros in its low bits, so n times it
+  // is exact for |n| < 2^11.
+  const double r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+  double p = 1.0 / 6227020800.0;  // 1/13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  const double q = r + (r * r) * p;
+  // 2^n from the low bits of `shifted` (its ulp is 1), as for float.
+  uint64_t shifted_bits;
+  std::memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
+  const uint64_t bits = (shifted_bits - 0x4338000000000000ull + 1022u) << 52;
+  double half_scale;
+  std::memcpy(&half_scale, &bits, sizeof(half_scale));
+  return {q, half_scale};
+}
+#endif
+
+FUSEDRNN_HOST_DEVICE double exp_activation(double x) {
+#if defined(__CUDA_ARCH__)
+  return exp(x);
+#else
+  // The clamps let NaN through (see the float version).
+  double xc = x < -708.0 ? -708.0 : x;
+  xc = xc > 709.782712893384 ? 709.782712893384 : xc;
+  const ExpParts e = exp_parts(xc);
+  const double y = 2.0 * (e.half_scale * e.q + e.half_scale);
+  // e^x overflows past ln(DBL_MAX), to +inf as std::exp's does; below
+  // -708, y stays e^-708, which the activations only add to 1.
+  return x > 709.782712893384 ? INFINITY : y;
+#endif
+}
 
 template <typename T>
 FUSEDRNN_HOST_DEVICE T sigmoid(T x) {
@@ -96,6 +155,23 @@ FUSEDRNN_HOST_DEVICE float tanh_activation(float x) {
   return ax < 2.44140625e-4f ? x : t;
 }
 
-FUSEDRNN_HOST_DEVICE double tanh_activation(double x) { return tanh(x); }
+FUSEDRNN_HOST_DEVICE double tanh_activation(double x) {
+#if defined(__CUDA_ARCH__)
+  return tanh(x);
+#else
+  // tanh(|x|) = m / (m + 2) with m = e^{2|x|} - 1, x's sign: no
+  // cancellation anywhere, and exactly 1 from |x| ~ 19.1 on (clamped at 22,
+  // m ~ 1.3e19, so that inf gives 1, not inf / inf). Below 2^-27, tanh(x)
+  // rounds to x itself, returned as it is (keeping -0 and denormals). NaN
+  // fails both tests and comes out of the formula as NaN.
+  const double ax = fabs(x);
+  const double y = ax > 22.0 ? 44.0 : 2.0 * ax;
+  const ExpParts e = exp_parts(y);
+  const double scale = 2.0 * e.half_scale;
+  const double m = scale * e.q + (scale - 1.0);
+  const double t = copysign(m / (m + 2.0), x);
+  return ax < 7.450580596923828125e-9 ? x : t;
+#endif
+}
 
 }  // namespace fusedrnn
