@@ -148,6 +148,33 @@ def test_matches_nn_across_unit_slices(variant, hidden, rows, packed, dtype, thr
         assert_all_close(actual_grads, expected_grads, grad_tol, grad_tol, "gradients")
 
 
+# A step with fewer unit slices than threads splits its rows between them
+# too (cell_loops.h: step_row_blocks): 20 hidden units are one slice, and
+# 120 rows a step give every cell's step two row blocks on two threads.
+# Packed, the reversed direction starts rows from h0 in the middle of a
+# step, inside a row block.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+@pytest.mark.parametrize("variant", ["LSTM", "LSTM-proj", "GRU", "RNN_TANH", "RNN_RELU"])
+def test_matches_nn_across_row_blocks(variant, packed, dtype):
+    torch.manual_seed(0)
+    mode = "LSTM" if variant == "LSTM-proj" else variant
+    kwargs = dict(proj_size=11) if variant == "LSTM-proj" else {}
+    T, B = 4, 120
+    lengths = torch.randint(1, T + 1, (B,)).tolist()
+    with num_threads(1):
+        theirs, ours = twin_modules(mode, INPUT_SIZE, 20, 2, bidirectional=True,
+                                    dtype=dtype, **kwargs)
+        x = _input(T, B, lengths, packed, dtype)
+        hx = random_hx(ours, B, dtype)
+        expected, expected_grads = outputs_and_grads(theirs, x, hx)
+        with num_threads(2):
+            actual, actual_grads = outputs_and_grads(ours, x, hx)
+        out_tol, grad_tol = TOLERANCES[dtype]
+        assert_all_close(actual, expected, out_tol, out_tol, "outputs")
+        assert_all_close(actual_grads, expected_grads, grad_tol, grad_tol, "gradients")
+
+
 # ---------------------------------------------------------------------------
 # 2. Every module, cell and dtype that has a kernel runs it.
 

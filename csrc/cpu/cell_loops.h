@@ -39,7 +39,7 @@ inline int64_t rows_per_task(int64_t row_elements) {
   return std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(1, row_elements));
 }
 
-// Gate math of one step for rows [0, live) and units [j0, j1). `gates`
+// Gate math of one step for rows [b0, b1) and units [j0, j1). `gates`
 // holds the input projections on entry; the cell's saved values go to
 // `saved`, or in place of the gates when it saves as many values as it has
 // gates. The buffers never overlap; saying so (__restrict) is what lets the
@@ -47,12 +47,12 @@ inline int64_t rows_per_task(int64_t row_elements) {
 // the unit loop.
 template <typename Cell, typename T, typename Acc = compute_t<T>>
 FUSEDRNN_MULTIVERSION void forward_units(
-    int64_t live, int64_t j0, int64_t j1, int64_t H, int64_t P,
+    int64_t b0, int64_t b1, int64_t j0, int64_t j1, int64_t H, int64_t P,
     const StepRows<T>& rows, Acc* __restrict gates, Acc* __restrict saved,
     const Acc* __restrict recurrent, const Acc* __restrict bias_h,
     Acc* __restrict c_out, T* __restrict h_out) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
-  for (int64_t b = 0; b < live; ++b) {
+  for (int64_t b = b0; b < b1; ++b) {
     Acc* __restrict gate_row = gates + b * G * H;
     const Acc* __restrict rec_row = recurrent + b * G * H;
     T* __restrict h_row = h_out + b * H;
@@ -142,11 +142,27 @@ FUSEDRNN_MULTIVERSION void run_rows(int64_t b0, int64_t b1, const Op& op) {
 // Split finely enough, each thread's share of W_hh stays in its own L2
 // even at batch 1: at T=100, B=1, H=256 that made the forward 1.7x faster
 // than with 4x this work per task, which ran it on one thread from L3.
+constexpr int64_t kWorkPerStepTask = 1 << 16;
+
 inline int64_t slices_per_task(int64_t live, int64_t K, int64_t gates) {
-  constexpr int64_t kWorkPerTask = 1 << 16;
   const int64_t slice_work = std::max<int64_t>(
       1, live * K * gates * kUnitSlice);
-  return std::max<int64_t>(1, kWorkPerTask / slice_work);
+  return std::max<int64_t>(1, kWorkPerStepTask / slice_work);
+}
+
+// Blocks of rows a forward step is cut into besides its unit slices: one,
+// unless the step has fewer slices than there are threads (H of 64 units
+// or less on two threads, up to 960 on sixteen), when the rows are split
+// too, so that every thread gets a share while each (row block, slice)
+// task keeps a task's work.
+inline int64_t step_row_blocks(int64_t live, int64_t K, int64_t gates,
+                               int64_t slices) {
+  const int64_t threads = at::get_num_threads();
+  if (slices >= threads || live < 2) return 1;
+  const int64_t wanted = (threads + slices - 1) / slices;
+  const int64_t row_work = std::max<int64_t>(1, K * gates * kUnitSlice);
+  const int64_t affordable = live * row_work / kWorkPerStepTask;
+  return std::clamp<int64_t>(std::min(wanted, affordable), 1, live);
 }
 
 // The unprojected h of every row, recomputed from the saved values: the

@@ -4,7 +4,9 @@
 // A forward step is one parallel region: each thread takes whole slices of
 // hidden units, multiplies the recurrent columns of every gate of its units
 // (matmul.h: the weight is packed once per call for the tile kernels) and
-// applies the cell's math to them while they are in its cache. Threads meet
+// applies the cell's math to them while they are in its cache; where there
+// are fewer slices than threads, it takes a block of rows of a slice
+// (cell_loops.h: step_row_blocks). Threads meet
 // only at the end of the step (and around the projection, which needs every
 // unit). At a batch of a few rows the whole loop is instead one parallel
 // region, whose threads meet at a barrier between steps (team_loops.h); a
@@ -156,26 +158,43 @@ class FusedStepExecutor {
   void forward_step(const ForwardStep<T>& step, const Weight& w_hh) const {
     const StepRows<T>& rows = step.rows;
     const int64_t H = step.hidden, P = step.out_size;
-    at::parallel_for(
-        0, w_hh.unit_slices(), slices_per_task(rows.live, P, Cell::kGates),
-        [&](int64_t s0, int64_t s1) {
-          const int64_t width = Cell::kGates * H;
-          if (step.h_multiplied != nullptr) {
-            multiply_units(rows.live, step.h_multiplied, P, w_hh, s0, s1,
-                           Acc(0), step.recurrent, width);
-          } else {
-            multiply_units(rows.continuing, rows.h_previous_step, P, w_hh, s0,
-                           s1, Acc(0), step.recurrent, width);
-            multiply_units(rows.live - rows.continuing,
-                           rows.h0 + rows.continuing * P, P, w_hh, s0, s1,
-                           Acc(0), step.recurrent + rows.continuing * width,
-                           width);
-          }
-          forward_units<Cell>(rows.live, s0 * kUnitSlice,
-                              std::min(H, s1 * kUnitSlice), H, P, rows,
-                              step.gates, step.saved, step.recurrent,
-                              step.bias_h, step.cells, step.hidden_out);
-        });
+    const int64_t width = Cell::kGates * H;
+    // Tasks are (row block, unit slice) pairs, row block-major.
+    const int64_t slices = w_hh.unit_slices();
+    const int64_t blocks =
+        step_row_blocks(rows.live, P, Cell::kGates, slices);
+    const int64_t grain =
+        blocks == 1 ? slices_per_task(rows.live, P, Cell::kGates) : 1;
+    // Rows [b0, b1) and slices [s0, s1): their recurrent sums, then the
+    // cell's math on them.
+    auto run = [&](int64_t b0, int64_t b1, int64_t s0, int64_t s1) {
+      auto sums = [&](int64_t first, int64_t end, const T* h) {
+        multiply_units(end - first, h + first * P, P, w_hh, s0, s1, Acc(0),
+                       step.recurrent + first * width, width);
+      };
+      if (step.h_multiplied != nullptr) {
+        sums(b0, b1, step.h_multiplied);
+      } else {
+        // Rows below `continuing` go on from the previous step, the others
+        // start from h0.
+        const int64_t split = std::clamp(rows.continuing, b0, b1);
+        sums(b0, split, rows.h_previous_step);
+        sums(split, b1, rows.h0);
+      }
+      forward_units<Cell>(b0, b1, s0 * kUnitSlice,
+                          std::min(H, s1 * kUnitSlice), H, P, rows,
+                          step.gates, step.saved, step.recurrent,
+                          step.bias_h, step.cells, step.hidden_out);
+    };
+    at::parallel_for(0, blocks * slices, grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1;) {
+        const int64_t block = i / slices, s0 = i % slices;
+        const int64_t s1 = std::min(slices, s0 + (i1 - i));
+        run(block * rows.live / blocks, (block + 1) * rows.live / blocks, s0,
+            s1);
+        i += s1 - s0;
+      }
+    });
   }
 
   template <class Cell>

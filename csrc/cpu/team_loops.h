@@ -120,7 +120,7 @@ void team_forward(const SequenceLayout& layout, int64_t H,
         recurrent_sums(rows, w_hh, G, H, j0, j1, share.first_block(w),
                        share.first_block(w + 1), buf.recurrent);
         forward_units<Cell>(
-            rows.live, j0, j1, H, H, rows, buf.gates + row0 * G * H,
+            0, rows.live, j0, j1, H, H, rows, buf.gates + row0 * G * H,
             buf.saved + row0 * S * H, buf.recurrent, buf.bias_h,
             buf.cells != nullptr ? buf.cells + row0 * H : nullptr,
             buf.output + row0 * H);
