@@ -63,7 +63,8 @@ struct ExpConstants<double> {
                           kLn2Low = 1.90821492927058770002e-10;
   // 2^(n-1) is a normal double from here up to ln(DBL_MAX).
   static constexpr double kLowest = -708.0, kHighest = 709.782712893384;
-  // ... and after r^13 below 1e-17: the evaluation's roundings decide.
+  // |r| <= ln2/2 truncates the series after r^13 below 1e-17: the
+  // roundings of the evaluation decide the error.
   static constexpr int kDegree = 13;
 };
 

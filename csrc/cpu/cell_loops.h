@@ -137,13 +137,14 @@ FUSEDRNN_MULTIVERSION void run_rows(int64_t b0, int64_t b1, const Op& op) {
   for (int64_t b = b0; b < b1; ++b) op(row, b);
 }
 
-// Slices of units per parallel task of a forward step: enough
-// multiply-adds to amortise waking a thread (about a microsecond's worth).
-// Split finely enough, each thread's share of W_hh stays in its own L2
-// even at batch 1: at T=100, B=1, H=256 that made the forward 1.7x faster
-// than with 4x this work per task, which ran it on one thread from L3.
+// Multiply-adds a forward step's task gets at least: about a microsecond's
+// worth, enough to amortise waking a thread.
 constexpr int64_t kWorkPerStepTask = 1 << 16;
 
+// Slices of units per parallel task of a forward step. Split finely
+// enough, each thread's share of W_hh stays in its own L2 even at batch 1:
+// at T=100, B=1, H=256 that made the forward 1.7x faster than with 4x this
+// work per task, which ran it on one thread from L3.
 inline int64_t slices_per_task(int64_t live, int64_t K, int64_t gates) {
   const int64_t slice_work = std::max<int64_t>(
       1, live * K * gates * kUnitSlice);

@@ -6,12 +6,11 @@
 // (matmul.h: the weight is packed once per call for the tile kernels) and
 // applies the cell's math to them while they are in its cache; where there
 // are fewer slices than threads, it takes a block of rows of a slice
-// (cell_loops.h: step_row_blocks). Threads meet
-// only at the end of the step (and around the projection, which needs every
-// unit). At a batch of a few rows the whole loop is instead one parallel
-// region, whose threads meet at a barrier between steps (team_loops.h); a
-// single step of a small batch runs the cell ops' kernels (cell_step.h,
-// cell_step_backward.h).
+// (cell_loops.h: step_row_blocks). Threads meet only at the end of the step
+// (and around the projection, which needs every unit). At a batch of a few
+// rows the whole loop is instead one parallel region, whose threads meet at
+// a barrier between steps (team_loops.h); a single step of a small batch
+// runs the cell ops' kernels (cell_step.h, cell_step_backward.h).
 // The layer's buffers come from a pool that recycles them across
 // calls (buffer_pool.h). It serves float32, float64, and bfloat16 on a CPU
 // with AVX512_BF16.
