@@ -148,22 +148,25 @@ def test_matches_nn_across_unit_slices(variant, hidden, rows, packed, dtype, thr
         assert_all_close(actual_grads, expected_grads, grad_tol, grad_tol, "gradients")
 
 
-# A step with fewer unit slices than threads splits its rows between them
-# too (cell_loops.h: step_row_blocks): 20 hidden units are one slice, and
-# 120 rows a step give every cell's step two row blocks on two threads.
+# A step's threads take equal shares of its rows and 64-unit slices
+# (matmul/grid_shares.h), as do the multiplies before and after the loop:
+# 24 hidden units are one slice, whose rows the two threads split; 72 are a
+# slice of 64 and one of 8, and the threads' shares meet inside the first,
+# at a row. The batches give every cell's step two shares on two threads.
 # Packed, the reversed direction starts rows from h0 in the middle of a
-# step, inside a row block.
+# step, inside a share.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
 @pytest.mark.parametrize("variant", ["LSTM", "LSTM-proj", "GRU", "RNN_TANH", "RNN_RELU"])
-def test_matches_nn_across_row_blocks(variant, packed, dtype):
+@pytest.mark.parametrize("hidden,batch", [(24, 240), (72, 80)], ids=["H24", "H72"])
+def test_matches_nn_across_thread_shares(variant, packed, dtype, hidden, batch):
     torch.manual_seed(0)
     mode = "LSTM" if variant == "LSTM-proj" else variant
     kwargs = dict(proj_size=11) if variant == "LSTM-proj" else {}
-    T, B = 4, 120
+    T, B = 4, batch
     lengths = torch.randint(1, T + 1, (B,)).tolist()
     with num_threads(1):
-        theirs, ours = twin_modules(mode, INPUT_SIZE, 20, 2, bidirectional=True,
+        theirs, ours = twin_modules(mode, INPUT_SIZE, hidden, 2, bidirectional=True,
                                     dtype=dtype, **kwargs)
         x = _input(T, B, lengths, packed, dtype)
         hx = random_hx(ours, B, dtype)

@@ -137,35 +137,6 @@ FUSEDRNN_MULTIVERSION void run_rows(int64_t b0, int64_t b1, const Op& op) {
   for (int64_t b = b0; b < b1; ++b) op(row, b);
 }
 
-// Multiply-adds a forward step's task gets at least: about a microsecond's
-// worth, enough to amortise waking a thread.
-constexpr int64_t kWorkPerStepTask = 1 << 16;
-
-// Slices of units per parallel task of a forward step. Split finely
-// enough, each thread's share of W_hh stays in its own L2 even at batch 1:
-// at T=100, B=1, H=256 that made the forward 1.7x faster than with 4x this
-// work per task, which ran it on one thread from L3.
-inline int64_t slices_per_task(int64_t live, int64_t K, int64_t gates) {
-  const int64_t slice_work = std::max<int64_t>(
-      1, live * K * gates * kUnitSlice);
-  return std::max<int64_t>(1, kWorkPerStepTask / slice_work);
-}
-
-// Blocks of rows a forward step is cut into besides its unit slices: one,
-// unless the step has fewer slices than there are threads (H of 64 units
-// or less on two threads, up to 960 on sixteen), when the rows are split
-// too, so that every thread gets a share while each (row block, slice)
-// task keeps a task's work.
-inline int64_t step_row_blocks(int64_t live, int64_t K, int64_t gates,
-                               int64_t slices) {
-  const int64_t threads = at::get_num_threads();
-  if (slices >= threads || live < 2) return 1;
-  const int64_t wanted = (threads + slices - 1) / slices;
-  const int64_t row_work = std::max<int64_t>(1, K * gates * kUnitSlice);
-  const int64_t affordable = live * row_work / kWorkPerStepTask;
-  return std::clamp<int64_t>(std::min(wanted, affordable), 1, live);
-}
-
 // The unprojected h of every row, recomputed from the saved values: the
 // input of the projection, for W_hr's gradient.
 template <typename Cell, typename T, typename Acc = compute_t<T>>

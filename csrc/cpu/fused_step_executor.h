@@ -1,12 +1,13 @@
 // The CPU executor of the layer function (core/recurrent_layer.h): how the
 // CPU multiplies, runs one step, and allocates.
 //
-// A forward step is one parallel region: each thread takes whole slices of
+// A forward step is one parallel region: each thread takes a run of slices of
 // hidden units, multiplies the recurrent columns of every gate of its units
 // (matmul.h: the weight is packed once per call for the tile kernels) and
-// applies the cell's math to them while they are in its cache; where there
-// are fewer slices than threads, it takes a block of rows of a slice
-// (cell_loops.h: step_row_blocks). Threads meet only at the end of the step
+// applies the cell's math to them while they are in its cache; a slice at
+// either end of a thread's run is shared with its neighbour by rows, so
+// that the threads get equal work (matmul/grid_shares.h), and with fewer
+// slices than threads the rows are split. Threads meet only at the end of the step
 // (and around the projection, which needs every unit). At a batch of a few
 // rows the whole loop is instead one parallel region, whose threads meet at
 // a barrier between steps (team_loops.h); a single step of a small batch
@@ -29,6 +30,8 @@
 #include "cell_step.h"
 #include "cell_step_backward.h"
 #include "matmul.h"
+#include "matmul/grid_shares.h"
+#include "matmul/packed_multiply.h"  // kMinTaskWork
 #include "team_loops.h"
 #include "whole_multiply.h"
 
@@ -158,12 +161,12 @@ class FusedStepExecutor {
     const StepRows<T>& rows = step.rows;
     const int64_t H = step.hidden, P = step.out_size;
     const int64_t width = Cell::kGates * H;
-    // Tasks are (row block, unit slice) pairs, row block-major.
-    const int64_t slices = w_hh.unit_slices();
-    const int64_t blocks =
-        step_row_blocks(rows.live, P, Cell::kGates, slices);
-    const int64_t grain =
-        blocks == 1 ? slices_per_task(rows.live, P, Cell::kGates) : 1;
+    // Equal shares of the step's rows and unit slices (grid_shares.h), the
+    // same every step: each thread keeps its part of W_hh in its own L2,
+    // even at batch 1.
+    const PanelGrid grid(rows.live, H, kUnitSlice);
+    const int64_t shares = share_count(rows.live * P * width, kMinTaskWork,
+                                       at::get_num_threads());
     // Rows [b0, b1) and slices [s0, s1): their recurrent sums, then the
     // cell's math on them.
     auto run = [&](int64_t b0, int64_t b1, int64_t s0, int64_t s1) {
@@ -185,14 +188,8 @@ class FusedStepExecutor {
                           step.gates, step.saved, step.recurrent,
                           step.bias_h, step.cells, step.hidden_out);
     };
-    at::parallel_for(0, blocks * slices, grain, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1;) {
-        const int64_t block = i / slices, s0 = i % slices;
-        const int64_t s1 = std::min(slices, s0 + (i1 - i));
-        run(block * rows.live / blocks, (block + 1) * rows.live / blocks, s0,
-            s1);
-        i += s1 - s0;
-      }
+    at::parallel_for(0, shares, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) grid.for_each_piece(i, shares, run);
     });
   }
 

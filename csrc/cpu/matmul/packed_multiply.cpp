@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "grid_shares.h"
 #include "strided_copy.h"
 #include "tile_kernels.h"
 
@@ -105,23 +106,35 @@ void packed_multiply(int64_t m, const LeftMatrix<E>& a, const PackedMatrix<E>& b
                      float beta, float* c, int64_t ldc, const float* bias) {
   if (m == 0) return;
   const int64_t panels = b.panels();
-  // The threads share the panels, unless there are fewer panels than
-  // threads or A must be copied block by block (each thread would copy all
-  // of it): then the rows are cut into a part per thread (fewer when there
-  // are fewer row blocks). The time loops' few rows always meet many panels.
   const int64_t threads = at::get_num_threads();
-  const bool split_rows = panels < threads || a.depth_stride != 1;
-  const int64_t parts =
-      split_rows ? std::min(threads, (m + kRowBlock - 1) / kRowBlock) : 1;
+  if (a.depth_stride == 1) {
+    // Equal shares of the (rows, panels) grid (grid_shares.h). The shares
+    // are the same every step of a time loop: each thread keeps working on
+    // the same part of W, which stays in its cache.
+    const PanelGrid grid(m, b.n(), PackedMatrix<E>::kPanelWidth);
+    const int64_t shares = share_count(m * b.k() * b.n(), kMinTaskWork, threads);
+    at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        grid.for_each_piece(s, shares, [&](int64_t r0, int64_t r1, int64_t p0,
+                                           int64_t p1) {
+          multiply_panels(r0, r1, a, b, beta, bias, c, ldc, p0, p1);
+        });
+      }
+    });
+    return;
+  }
+  // A must be copied block by block, which a thread that took panels would
+  // do for all of A: the rows are cut into a part per thread instead (fewer
+  // when there are fewer row blocks), each part's panels spread over the
+  // threads where there are more threads than parts.
+  const int64_t parts = std::min(threads, (m + kRowBlock - 1) / kRowBlock);
   // Near-equal parts, in whole row tiles.
   const int64_t part_rows =
       ((m + parts - 1) / parts + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows;
   const int64_t panel_work = std::max<int64_t>(
       1, std::min(m, part_rows) * b.k() * PackedMatrix<E>::kPanelWidth);
   const int64_t grain = std::max<int64_t>(1, kMinTaskWork / panel_work);
-  // Task i is panel i % panels of row part i / panels. Contiguous shares of
-  // panels: with the same threads every step, each keeps working on the
-  // same slice of W, which stays in its cache.
+  // Task i is panel i % panels of row part i / panels.
   at::parallel_for(0, parts * panels, grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1;) {
       const int64_t part = i / panels, p0 = i % panels;

@@ -41,10 +41,11 @@ struct LeftMatrix {
 
 // C (m x N) = A (m x K) B + beta C (+ bias, N floats added to every row,
 // when not null), C (float) row-major with leading dimension ldc, where B
-// (K x N) is packed and not empty; A and B have elements E. Splits B's panels (and, when
-// there are fewer panels than threads, A's rows) over the intra-op threads
-// with at::parallel_for, which runs them only where this library is
-// compiled with OpenMP (-fopenmp): without it, on one thread.
+// (K x N) is packed and not empty; A and B have elements E. Splits the
+// work into equal shares of B's panels and A's rows (grid_shares.h) over
+// the intra-op threads with at::parallel_for, which runs them only where
+// this library is compiled with OpenMP (-fopenmp): without it, on one
+// thread.
 template <typename E>
 void packed_multiply(int64_t m, const LeftMatrix<E>& a, const PackedMatrix<E>& b,
                      float beta, float* c, int64_t ldc,
