@@ -171,7 +171,7 @@ def _register(cell):
     @torch.library.register_fake(backward_name)
     def _backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr,
                        batch_sizes, output, saved, cells, reverse, input_grad=True,
-                       recurrent_keep=None, recurrent_dropout=0.0, zoneout_keep=None,
+                       state_grad=True, recurrent_keep=None, recurrent_dropout=0.0, zoneout_keep=None,
                        zoneout=0.0, cell_zoneout_keep=None, cell_zoneout=0.0, norms=None,
                        eps=1e-5):
         # The kernel returns contiguous gradients whatever the inputs' strides.
@@ -179,7 +179,8 @@ def _register(cell):
             return t.new_empty(t.shape) if t is not None else input.new_empty(0)
 
         width = w_hh.shape[0]
-        return (like(input if input_grad else None), like(h0), like(c0), like(w_ih), like(w_hh),
+        return (like(input if input_grad else None), like(h0 if state_grad else None),
+                like(c0 if state_grad else None), like(w_ih), like(w_hh),
                 w_hh.new_empty(width), w_hh.new_empty(width if cell.split_recurrent_grad else 0),
                 like(w_hr), like(norms))
 
@@ -225,6 +226,8 @@ def _register(cell):
          *_) = saved_tensors
         if ctx.saved_is_output:
             saved = y.to(_saved_dtype(input))
+        needs = ctx.needs_input_grad
+        state_grad = needs[1] or needs[2]
         # Below autograd: grad mode is off here, and the backward op's own
         # autograd kernel (register_autograd's, in Python) would only
         # redispatch, a round trip through Python per layer and direction.
@@ -232,7 +235,7 @@ def _register(cell):
             (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh,
              grad_w_hr, grad_norms) = backward_op(
                 grad_y, grad_h_n, grad_c_n if cell.cell_state else None, input, h0, c0, w_ih,
-                w_hh, w_hr, batch_sizes, y, saved, cells, ctx.reverse, ctx.needs_input_grad[0],
+                w_hh, w_hr, batch_sizes, y, saved, cells, ctx.reverse, needs[0], state_grad,
                 *_regularization_args(_saved_regularization(ctx, saved_tensors)), norms,
                 ctx.eps)
         if not ctx.has_bias:
@@ -240,9 +243,10 @@ def _register(cell):
         elif not cell.split_recurrent_grad:
             grad_b_hh = grad_b_ih  # the two biases are summed in the forward
         # The input's gradient is skipped where the input needs none (raw
-        # features into the first layer).
-        return (grad_input if ctx.needs_input_grad[0] else None, grad_h0,
-                grad_c0 if cell.cell_state else None, grad_w_ih,
+        # features into the first layer), the initial states' where they
+        # need none (zeros, or states carried over detached).
+        return (grad_input if needs[0] else None, grad_h0 if state_grad else None,
+                grad_c0 if cell.cell_state and state_grad else None, grad_w_ih,
                 grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr if w_hr is not None else None,
                 *not_inputs, grad_norms if cell.norms else None, None)
 

@@ -241,7 +241,7 @@ def test_opcheck(mode, variant, reverse):
              torch.randn_like(c_n) if mode == "LSTM" else None)
     torch.library.opcheck(backward.default,
                           (*grads, x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, saved,
-                           cells if mode == "LSTM" else None, reverse, True, *NO_REG,
+                           cells if mode == "LSTM" else None, reverse, True, True, *NO_REG,
                            norms.detach(), 1e-5))
 
 

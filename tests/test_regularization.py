@@ -430,4 +430,4 @@ def test_opcheck_with_masks(training):
     torch.library.opcheck(
         torch.ops.fusedrnn.lstm_layer_backward.default,
         (torch.randn_like(y), torch.randn_like(h_n), torch.randn_like(c_n), *plain, None, None,
-         y, saved, cells, False, True, *reg))
+         y, saved, cells, False, True, True, *reg))

@@ -57,6 +57,9 @@ struct BackwardBuffers {
   Acc* dnorm_x;          // (rows, G*H)
   Acc* dnorm_h;          // (rows, G*H)
   Acc* dnorm_c;          // (rows, H), cells with a cell state
+  // Whether h0's gradient is wanted: else the rows that start from h0 skip
+  // their multiply by W_hh (dh is left undefined there).
+  bool h0_grad;
 };
 
 // The rows of the step processed s-th, and where their previous state is.

@@ -41,7 +41,8 @@ struct LayerOps {
            const Tensor& w_hh, const OptionalTensor& w_hr,
            const OptionalTensor& batch_sizes, const Tensor& output,
            const Tensor& saved, const OptionalTensor& cells, bool reverse,
-           bool input_grad, const OptionalTensor& recurrent_keep,
+           bool input_grad, bool state_grad,
+           const OptionalTensor& recurrent_keep,
            double recurrent_dropout, const OptionalTensor& zoneout_keep,
            double zoneout, const OptionalTensor& cell_zoneout_keep,
            double cell_zoneout, const OptionalTensor& norms, double eps) {
@@ -52,7 +53,8 @@ struct LayerOps {
     const LayerGradients g = layer_backward<Executor, Cell>(
         {input, h0, c0, w_ih, w_hh, w_hr, kNone, kNone, batch_sizes, reverse,
          reg, norms, eps},
-        grad_output, grad_h_n, grad_c_n, output, saved, cells, input_grad);
+        grad_output, grad_h_n, grad_c_n, output, saved, cells, input_grad,
+        state_grad);
     return {g.input, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr,
             g.norms};
   }

@@ -55,9 +55,10 @@
 //                                             kernel for it; returns whether
 //                                             it ran
 //   single_step_backward<Cell>(LayerInputs, grad_output, grad_h_n,
-//       grad_c_n, saved, cells, input_grad, LayerGradients&)
+//       grad_c_n, saved, cells, input_grad, state_grad, LayerGradients&)
 //                                             the backward of such a step,
-//                                             all gradients; returns whether
+//                                             all gradients but those not
+//                                             wanted; returns whether
 //                                             it ran
 //   (team) runs_team_loops();                 whether it runs this call's
 //                                             time loops itself, for a plain
@@ -306,17 +307,20 @@ void backward_sequence(const Exec& exec, const SequenceLayout& layout,
     }
     // The gradient at the previous h of the live rows through W_hh, added
     // to h's own share where the cell has one. Rows that started from the
-    // initial state keep theirs: it is the gradient at h0.
+    // initial state keep theirs: it is the gradient at h0, and skipped
+    // where h0 needs none.
+    const int64_t carried = buf.h0_grad ? live : rows.continuing;
     const Acc beta = Cell::kReadsPreviousHidden ? Acc(1) : Acc(0);
     if (reg.recurrent_keep != nullptr) {
-      exec.multiply(live, dgates_h, G * H, w_hh, Acc(0), buf.recurrent_grad, P);
+      exec.multiply(carried, dgates_h, G * H, w_hh, Acc(0), buf.recurrent_grad,
+                    P);
       exec.for_each_unit(
-          live, P,
+          carried, P,
           AddGradient<Acc>{P, buf.recurrent_grad, reg.recurrent_keep,
                            reg.recurrent_scale, Cell::kReadsPreviousHidden,
                            buf.dh});
     } else {
-      exec.multiply(live, dgates_h, G * H, w_hh, beta, buf.dh, P);
+      exec.multiply(carried, dgates_h, G * H, w_hh, beta, buf.dh, P);
     }
     if (reg.zones_hidden()) {
       exec.for_each_unit(live, P, AddGradient<Acc>{P, buf.carry_h, nullptr,
@@ -504,7 +508,8 @@ LayerGradients layer_backward(const LayerInputs& in,
                               const OptionalTensor& grad_h_n,
                               const OptionalTensor& grad_c_n,
                               const Tensor& output, const Tensor& saved,
-                              const OptionalTensor& cells, bool input_grad) {
+                              const OptionalTensor& cells, bool input_grad,
+                              bool state_grad) {
   constexpr int64_t G = Cell::kGates;
   return dispatch_storage_type<Executor>(in.input, [&]<typename T>() {
     using Acc = compute_t<T>;
@@ -533,7 +538,8 @@ LayerGradients layer_backward(const LayerInputs& in,
       if (is_single_step<T>(in, shape) &&
           exec.template single_step_backward<Cell>(in, grad_output, grad_h_n,
                                                    grad_c_n, saved, cells,
-                                                   input_grad, step)) {
+                                                   input_grad, state_grad,
+                                                   step)) {
         return step;
       }
     }
@@ -603,7 +609,7 @@ LayerGradients layer_backward(const LayerInputs& in,
         data_or_null<Acc>(carry_h), data_or_null<Acc>(carry_c),
         data_or_null<Acc>(recurrent_grad), norms,
         data_or_null<Acc>(dnorm_x), data_or_null<Acc>(dnorm_h),
-        data_or_null<Acc>(dnorm_c)};
+        data_or_null<Acc>(dnorm_c), state_grad};
     const auto hh = exec.weight(w_hh, /*transpose=*/false, 1);
     if (!team_backward<Cell>(exec, shape.layout, H, hh, reg, buffers)) {
       std::optional<typename Executor<T>::Weight> hr;
@@ -674,9 +680,9 @@ LayerGradients layer_backward(const LayerInputs& in,
     grads.input = input_grad
                       ? exec.product(dgates_x, in.w_ih).view(in.input.sizes())
                       : at::empty({0}, options);
-    grads.h0 = dh.to(options.dtype());
-    grads.c0 = Cell::kHasCellState ? dc.to(options.dtype())
-                                   : at::empty({0}, options);
+    grads.h0 = state_grad ? dh.to(options.dtype()) : at::empty({0}, options);
+    grads.c0 = Cell::kHasCellState && state_grad ? dc.to(options.dtype())
+                                                 : at::empty({0}, options);
     // dgates_x's rows are in time-major order: so must x's be. Batch-first
     // input is copied so: a product per sequence would read and write all
     // of W_ih's gradient once per sequence.

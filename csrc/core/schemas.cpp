@@ -32,7 +32,11 @@
 // The backward is exact backpropagation through time; missing gradients
 // count as zeros. With input_grad false it skips the input's gradient (one
 // of the three large multiplies after the loop) and returns it empty: the
-// first layer over raw features needs none. grad_b_hh is empty for cells whose two biases get the
+// first layer over raw features needs none. With state_grad false it skips
+// the initial states' gradients and returns them empty: the states start
+// as zeros, or are carried over detached, in most training; the last step
+// then multiplies by W_hh only the rows that continue a sequence (all of
+// a one-step call's multiply). grad_b_hh is empty for cells whose two biases get the
 // same gradient (grad_b_ih); grad_c0 and grad_w_hr are empty where the
 // cell has no c0 or no projection was given.
 //
@@ -76,7 +80,8 @@ std::string backward_schema(const std::string& name) {
          "_layer_backward(Tensor? grad_output, Tensor? grad_h_n, "
          "Tensor? grad_c_n, Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, "
          "Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, Tensor output, "
-         "Tensor saved, Tensor? cells, bool reverse, bool input_grad=True, " +
+         "Tensor saved, Tensor? cells, bool reverse, bool input_grad=True, "
+         "bool state_grad=True, " +
          kRegularization + kNorms +
          ") -> (Tensor grad_input, "
          "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, "

@@ -78,7 +78,8 @@ CellStepGrads cell_step_backward_op(
           LayerGradients g = layer_backward<FusedStepExecutor, Cell>(
               {input.unsqueeze(0), h0, c0, w_ih, w_hh, kNone, kNone, kNone,
                kNone, false, no_regularization()},
-              kNone, grad_h, grad_c, h.unsqueeze(0), saved, cells, mask[0]);
+              kNone, grad_h, grad_c, h.unsqueeze(0), saved, cells, mask[0],
+              mask[1] || want_c0);
           // (grad_input comes empty unless wanted, else (1, B, I).)
           return {mask[0] ? g.input.view({B, I}) : g.input, wanted(mask[1], g.h0),
                   wanted(want_c0, g.c0), wanted(mask[3], g.w_ih),

@@ -110,7 +110,7 @@ class FusedStepExecutor {
                             const OptionalTensor& grad_c_n,
                             const at::Tensor& saved,
                             const OptionalTensor& cells, bool input_grad,
-                            LayerGradients& grads) const {
+                            bool state_grad, LayerGradients& grads) const {
     const at::Tensor x = in.input.select(0, 0);
     if (!runs_cell_step_backward(x.size(0))) return false;
     const OptionalTensor grad_y =
@@ -120,7 +120,8 @@ class FusedStepExecutor {
              grads.b_hh) =
         cell_step_backward_of<Cell, T>(
             grad_h_n, grad_y, grad_c_n, x, in.h0, in.c0, in.w_ih, in.w_hh,
-            saved, cells, {input_grad, true, true, true, true, true});
+            saved, cells,
+            {input_grad, state_grad, state_grad, true, true, true});
     grads.input = input_grad ? grad_x.view(in.input.sizes()) : grad_x;
     grads.w_hr = at::empty({0}, in.input.options());
     grads.norms = at::empty({0}, in.input.options());

@@ -179,10 +179,12 @@ void team_backward(const SequenceLayout& layout, int64_t H,
       }
       barrier.arrive_and_wait(w1 - w0);
       // The gradient at the previous h through W_hh, added to h's own
-      // share where the cell has one.
+      // share where the cell has one; for the rows that start from h0 only
+      // where h0's gradient is wanted.
+      const int64_t carried = buf.h0_grad ? live : rows.continuing;
       const Acc beta = Cell::kReadsPreviousHidden ? Acc(1) : Acc(0);
       for (int64_t w = w0; w < w1; ++w) {
-        multiply_units(live, dgates_h, G * H, w_hh, share.first_block(w),
+        multiply_units(carried, dgates_h, G * H, w_hh, share.first_block(w),
                        share.first_block(w + 1), beta, buf.dh, H);
       }
     }
