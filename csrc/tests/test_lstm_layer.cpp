@@ -38,8 +38,9 @@ using BackwardFn = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
     const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&,
     const Tensor&, const OptTensor&, const Tensor&, const Tensor&,
     const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
-    const OptTensor&, bool, bool, const OptTensor&, double, const OptTensor&,
-    double, const OptTensor&, double, const OptTensor&, double);
+    const OptTensor&, bool, bool, bool, const OptTensor&, double,
+    const OptTensor&, double, const OptTensor&, double, const OptTensor&,
+    double);
 
 // The ops' last arguments without recurrent dropout or zoneout, and without
 // layer norms (the LSTM takes none).
@@ -243,7 +244,7 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
         ops.backward.call(p.grad_output, p.grad_h_n, p.grad_c_n, p.input,
                           p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt,
                           std::nullopt, output, gates, cells, reverse, true,
-                          NO_REGULARIZATION);
+                          true, NO_REGULARIZATION);
 
     // Autograd through the reference. Without biases the op still returns
     // grad_bias (the gradient a bias would get), so the reference then uses
@@ -275,11 +276,11 @@ void check_case(const Ops& ops, at::ScalarType dtype, bool reverse,
     const auto none = ops.backward.call(
         p.grad_output, std::nullopt, std::nullopt, p.input, p.h0, p.c0,
         p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates, cells,
-        reverse, true, NO_REGULARIZATION);
+        reverse, true, true, NO_REGULARIZATION);
     const auto zeros = ops.backward.call(
         p.grad_output, at::zeros_like(p.h0), at::zeros_like(p.c0), p.input,
         p.h0, p.c0, p.w_ih, p.w_hh, std::nullopt, std::nullopt, output, gates,
-        cells, reverse, true, NO_REGULARIZATION);
+        cells, reverse, true, true, NO_REGULARIZATION);
     Comparisons cmp{tol};
     cmp.add("grad_input", std::get<0>(none), std::get<0>(zeros));
     cmp.add("grad_h0", std::get<1>(none), std::get<1>(zeros));
