@@ -35,8 +35,8 @@
 // first layer over raw features needs none. With state_grad false it skips
 // the initial states' gradients and returns them empty: the states start
 // as zeros, or are carried over detached, in most training; the last step
-// then multiplies by W_hh only the rows that continue a sequence (all of
-// a one-step call's multiply). grad_b_hh is empty for cells whose two biases get the
+// then multiplies by W_hh only the rows that continue a sequence (none at
+// a one-step call). grad_b_hh is empty for cells whose two biases get the
 // same gradient (grad_b_ih); grad_c0 and grad_w_hr are empty where the
 // cell has no c0 or no projection was given.
 //

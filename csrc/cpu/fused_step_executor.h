@@ -1,14 +1,15 @@
 // The CPU executor of the layer function (core/recurrent_layer.h): how the
 // CPU multiplies, runs one step, and allocates.
 //
-// A forward step is one parallel region: each thread takes a run of slices of
-// hidden units, multiplies the recurrent columns of every gate of its units
-// (matmul.h: the weight is packed once per call for the tile kernels) and
-// applies the cell's math to them while they are in its cache; a slice at
-// either end of a thread's run is shared with its neighbour by rows, so
-// that the threads get equal work (matmul/grid_shares.h), and with fewer
-// slices than threads the rows are split. Threads meet only at the end of the step
-// (and around the projection, which needs every unit). At a batch of a few
+// A forward step is one parallel region: each thread takes a run of slices
+// of hidden units, multiplies the recurrent columns of every gate of its
+// units (matmul.h: the weight is packed once per call for the tile
+// kernels) and applies the cell's math to them while they are in its
+// cache; a slice at either end of a thread's run is shared with its
+// neighbour by rows, so that the threads get equal work
+// (matmul/grid_shares.h), and with fewer slices than threads the rows are
+// split. Threads meet only at the end of the step (and around the
+// projection, which needs every unit). At a batch of a few
 // rows the whole loop is instead one parallel region, whose threads meet at
 // a barrier between steps (team_loops.h); a single step of a small batch
 // runs the cell ops' kernels (cell_step.h, cell_step_backward.h).
