@@ -171,9 +171,9 @@ def _register(cell):
     @torch.library.register_fake(backward_name)
     def _backward_fake(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr,
                        batch_sizes, output, saved, cells, reverse, input_grad=True,
-                       state_grad=True, recurrent_keep=None, recurrent_dropout=0.0, zoneout_keep=None,
-                       zoneout=0.0, cell_zoneout_keep=None, cell_zoneout=0.0, norms=None,
-                       eps=1e-5):
+                       state_grad=True, recurrent_keep=None, recurrent_dropout=0.0,
+                       zoneout_keep=None, zoneout=0.0, cell_zoneout_keep=None,
+                       cell_zoneout=0.0, norms=None, eps=1e-5):
         # The kernel returns contiguous gradients whatever the inputs' strides.
         def like(t):
             return t.new_empty(t.shape) if t is not None else input.new_empty(0)

@@ -35,7 +35,9 @@ class PanelGrid {
     const Point begin = point_at(share * total / shares);
     const Point end = point_at((share + 1) * total / shares);
     if (begin.panel == end.panel) {
-      if (begin.row < end.row) piece(begin.row, end.row, begin.panel, begin.panel + 1);
+      if (begin.row < end.row) {
+        piece(begin.row, end.row, begin.panel, begin.panel + 1);
+      }
       return;
     }
     int64_t whole = begin.panel;

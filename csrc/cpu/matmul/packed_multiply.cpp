@@ -112,7 +112,8 @@ void packed_multiply(int64_t m, const LeftMatrix<E>& a, const PackedMatrix<E>& b
     // are the same every step of a time loop: each thread keeps working on
     // the same part of W, which stays in its cache.
     const PanelGrid grid(m, b.n(), PackedMatrix<E>::kPanelWidth);
-    const int64_t shares = share_count(m * b.k() * b.n(), kMinTaskWork, threads);
+    const int64_t shares =
+        share_count(m * b.k() * b.n(), kMinTaskWork, threads);
     at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         grid.for_each_piece(s, shares, [&](int64_t r0, int64_t r1, int64_t p0,
