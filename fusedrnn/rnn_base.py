@@ -280,10 +280,12 @@ class FusedRNNBase(nn.RNNBase):
 
     def _plain_stack_op(self, x):
         """Whether the stack op runs x as it is: what _run decides for a
-        kernel dtype without autocast."""
-        device = x.device.type
-        return (self._stack_op_serves() and x.dtype in _ops._KERNEL_DTYPES.get(device, ())
-                and not _ops.autocast_enabled(device))
+        kernel dtype without autocast. (In the cheapest terms, about half a
+        microsecond of a batch-1 call less than through x.device.type for
+        CPU tensors: autocast off on every device is enough.)"""
+        device = "cpu" if x.is_cpu else x.device.type
+        return (x.dtype in _ops._KERNEL_DTYPES.get(device, ())
+                and not torch._C._is_any_autocast_enabled() and self._stack_op_serves())
 
     def _run_stack_op(self, x, states, batch_sizes, plan, cast):
         """Every layer and direction in one call of the cell's stack op."""
