@@ -79,7 +79,7 @@ def _step(cell, input, hx, name, kind):
         # What _ops.dtypes plans without autocast on a kernel dtype, without
         # building the plan: the kernel computes in the input's dtype and
         # returns its results in it. (Autocast off on every device is the
-        # cheaper question, by about 0.1 us a token.)
+        # cheaper question to ask per token.)
         new_states = _cell_ops.step(kind, input, states, weights)
     else:
         new_states = _step_in(kind, input, states, weights, name)

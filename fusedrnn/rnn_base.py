@@ -280,9 +280,9 @@ class FusedRNNBase(nn.RNNBase):
 
     def _plain_stack_op(self, x):
         """Whether the stack op runs x as it is: what _run decides for a
-        kernel dtype without autocast. (In the cheapest terms, about half a
-        microsecond of a batch-1 call less than through x.device.type for
-        CPU tensors: autocast off on every device is enough.)"""
+        kernel dtype without autocast. (Asked in the cheapest terms, which a
+        batch-1 call notices: x.device.type builds a torch.device, and
+        autocast off on every device is enough to know it is off on x's.)"""
         device = "cpu" if x.is_cpu else x.device.type
         return (x.dtype in _ops._KERNEL_DTYPES.get(device, ())
                 and not torch._C._is_any_autocast_enabled() and self._stack_op_serves())

@@ -145,8 +145,8 @@ std::tuple<Tensor, std::vector<Tensor>> stack_forward(
     layer_input = std::move(output);
   }
   // One (layer, direction): its state as a view with the stack's leading
-  // dim (the layer op's outputs are its own; a copy costs a dispatch and
-  // an allocation per state at batch 1).
+  // dim. The layer op's outputs are its own, and at batch 1 a copy's
+  // dispatch and allocation per state are a visible part of the call.
   std::vector<Tensor> final_states;
   for (const auto& kind : finals) {
     final_states.push_back(kind.size() == 1 ? kind[0].unsqueeze(0)
