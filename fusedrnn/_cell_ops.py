@@ -13,6 +13,11 @@ backward op with one step; under create_graph=True it is the layer's
 differentiable backward (_ops._differentiable_backward), which
 differentiates fusedrnn.reference.
 
+Where no gradient will be taken, the cells run
+`fusedrnn::<cell>_cell_step_inference` instead: the same kernel without
+saved and cells, returning only h (and c), since at batch 1 every tensor an
+op hands back to Python costs a visible share of the step.
+
 Other devices have no cell-step kernel: there the cells run the layer op
 with one step (`step` below).
 """
@@ -49,6 +54,7 @@ def _register(cell):
     of cell_table.CELLS)."""
     name = f"fusedrnn::{cell.name}_cell_step"
     backward_name = f"{name}_backward"
+    inference_name = f"{name}_inference"
     backward_op = getattr(_fusedrnn, f"{cell.name}_cell_step_backward")
 
     @torch.library.register_fake(name)
@@ -107,6 +113,11 @@ def _register(cell):
         return tuple(grad if need else None
                      for grad, need in zip((*grads[:6], grad_b_hh), needs))
 
+    @torch.library.register_fake(inference_name)
+    def _inference_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        h, c, _, _ = _fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        return (h, c) if cell.cell_state else h
+
     @torch.library.register_fake(backward_name)
     def _backward_fake(grad_h, grad_c, input, h0, c0, w_ih, w_hh, h, saved, cells,
                        output_mask):
@@ -122,10 +133,11 @@ def _register(cell):
     torch.library.register_autograd(name, backward, setup_context=setup_context)
     torch.library.register_autograd(backward_name, _ops._not_differentiable(backward_name),
                                     setup_context=_ops._no_setup)
+    # (The inference op's autograd kernel is in C++: cell_schemas.cpp.)
     # The layer ops' rule (_ops.py): under CPU autocast the ops compute in
     # float32. (The cells cast their inputs themselves and call the step with
     # autocast off.)
-    for op_name in (name, backward_name):
+    for op_name in (name, backward_name, inference_name):
         torch.library.register_autocast(op_name, "cpu", torch.float32)
 
     # The same autograd formula as a plain autograd.Function, for the cells'
@@ -150,10 +162,12 @@ def _register(cell):
 # Each cell's step op and its eager autograd.Function, looked up once: a
 # decoding loop calls them per token.
 # (The plain cells: layer-normalized ones have no nn cell and no step op.)
-_STEP_OPS, _STEP_FUNCTIONS = {}, {}
+_STEP_OPS, _STEP_FUNCTIONS, _INFERENCE_OPS = {}, {}, {}
 for _cell in CELLS.values():
     if not _cell.norms:
         _STEP_OPS[_cell.name], _STEP_FUNCTIONS[_cell.name] = _register(_cell)
+        _INFERENCE_OPS[_cell.name] = getattr(_fusedrnn,
+                                             f"{_cell.name}_cell_step_inference").default
 
 
 def step(cell, input, states, weights):
@@ -173,12 +187,10 @@ def step(cell, input, states, weights):
     elif torch.is_grad_enabled() and _any_requires_grad(input, h0, c0, w_ih, w_hh, b_ih, b_hh):
         h, c, _, _ = _STEP_FUNCTIONS[cell.name].apply(input, h0, c0, w_ih, w_hh, b_ih, b_hh)
     else:
-        # Nothing to differentiate: straight to the CPU kernel, past the
-        # Python autograd kernel that register_autograd installs (it would
-        # only find that no gradient is needed, at a few microseconds per
-        # token).
-        with torch._C._AutoDispatchBelowADInplaceOrView():
-            h, c, _, _ = _STEP_OPS[cell.name](input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        # Nothing to differentiate: the inference op, whose autograd kernel
+        # (C++) goes straight on to the CPU kernel.
+        new_states = _INFERENCE_OPS[cell.name](input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        return new_states if cell.cell_state else (new_states,)
     return (h, c) if cell.cell_state else (h,)
 
 

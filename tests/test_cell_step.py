@@ -1,7 +1,8 @@
-"""The one-step cell ops (fusedrnn::<cell>_cell_step, csrc/cpu/cell_step.h)
-and the cell modules that run them on the CPU: against torch.nn's cells,
-fusedrnn.reference and the layer op with one step; gradients, opcheck,
-NaN, bad arguments, torch.compile."""
+"""The one-step cell ops (fusedrnn::<cell>_cell_step and its gradient-free
+twin <cell>_cell_step_inference, csrc/cpu/cell_step.h) and the cell modules
+that run them on the CPU: against torch.nn's cells, fusedrnn.reference and
+the layer op with one step; gradients, opcheck, NaN, bad arguments,
+torch.compile."""
 import pytest
 import torch
 from torch import nn
@@ -184,16 +185,72 @@ def test_modules_match_nn_with_and_without_grad(name, bias, batched):
 
 @pytest.mark.parametrize("name", STEP_CELLS)
 def test_modules_run_the_step_op(name):
-    """On the CPU the cells run their step op, with and without grad, and no
-    layer op; no ATen gate math either."""
+    """On the CPU the cells run their step op where a gradient may be taken,
+    the inference op where none can (no_grad, or nothing that requires
+    grad), and no layer op; no ATen gate math either."""
     _, fused_class, extra = MODULES[name]
     cell = fused_class(3, 4, **extra)
-    for grad in (True, False):
+    frozen = fused_class(3, 4, **extra).requires_grad_(False)
+    for module, grad, op in ((cell, True, "_cell_step"), (cell, False, "_cell_step_inference"),
+                             (frozen, True, "_cell_step_inference")):
         with torch.set_grad_enabled(grad), OpRecorder() as recorder:
-            cell(torch.randn(2, 3))
-        assert f"fusedrnn.{name}_cell_step" in recorder.names
-        assert not any(n.endswith("_layer_forward") for n in recorder.names)
+            module(torch.randn(2, 3))
+        ops = {n for n in recorder.names if n.startswith("fusedrnn.")}
+        assert ops == {f"fusedrnn.{name}{op}"}
         assert "aten.sigmoid" not in recorder.names and "aten.tanh" not in recorder.names
+
+
+def _inference_op(name):
+    return getattr(torch.ops.fusedrnn, f"{name}_cell_step_inference")
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("B", [0, 1, 13, 70])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_inference_op_matches_the_step_op(name, dtype, B, bias):
+    """The same h and c, bit for bit, as the step op that keeps saved and
+    cells: on the dot products and (70 rows) on the layer function."""
+    torch.manual_seed(0)
+    args = _args(name, B, 19, 37, dtype, bias)
+    h, c, _, _ = _op(name)(*args)
+    result = _inference_op(name)(*args)
+    if CELLS[name].cell_state:
+        assert isinstance(result, tuple) and len(result) == 2
+        assert torch.equal(result[0], h) and torch.equal(result[1], c)
+    else:
+        assert isinstance(result, torch.Tensor)
+        assert torch.equal(result, h)
+
+
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_inference_op_refuses_inputs_that_require_grad(name):
+    """Under grad mode with an input that requires grad it raises at once
+    (it has no backward); where no gradient can be taken it runs, and its
+    results require none."""
+    torch.manual_seed(0)
+    args = _args(name, 2, 3, 4, torch.float32, requires_grad=True)
+    with pytest.raises(RuntimeError, match=rf"_inference has no backward: .* "
+                                           rf"\(fusedrnn::{name}_cell_step is the same step"):
+        _inference_op(name)(*args)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            result = _inference_op(name)(*args)
+        for t in result if isinstance(result, tuple) else (result,):
+            assert not t.requires_grad
+    plain = [None if t is None else t.detach() for t in args]
+    result = _inference_op(name)(*plain)
+    assert not (result[0] if isinstance(result, tuple) else result).requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("name", STEP_CELLS)
+def test_inference_opcheck(name, dtype):
+    """Schema, fake kernel and dispatch (inputs that require no grad: the
+    op has no backward to check)."""
+    torch.manual_seed(0)
+    for B in (3, 70):
+        torch.library.opcheck(_inference_op(name).default, _args(name, B, 4, 5, dtype))
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
@@ -289,16 +346,18 @@ def _replace(args, index, value):
     (5, None, "both biases or neither"),
     (6, torch.randn(20, dtype=torch.float64), "b_hh has dtype"),
 ])
-def test_bad_arguments_raise(index, bad, message):
+@pytest.mark.parametrize("suffix", ["", "_inference"])
+def test_bad_arguments_raise(suffix, index, bad, message):
     args = _replace(_args("lstm", 2, 4, 5, torch.float32), index, bad)
     with pytest.raises(RuntimeError, match=message):
-        torch.ops.fusedrnn.lstm_cell_step(*args)
+        getattr(torch.ops.fusedrnn, f"lstm_cell_step{suffix}")(*args)
 
 
-def test_c0_is_refused_without_a_cell_state():
+@pytest.mark.parametrize("suffix", ["", "_inference"])
+def test_c0_is_refused_without_a_cell_state(suffix):
     args = _replace(_args("gru", 2, 4, 5, torch.float32), 2, torch.randn(2, 5))
     with pytest.raises(RuntimeError, match="c0 is not taken"):
-        torch.ops.fusedrnn.gru_cell_step(*args)
+        getattr(torch.ops.fusedrnn, f"gru_cell_step{suffix}")(*args)
 
 
 def test_empty_batch():

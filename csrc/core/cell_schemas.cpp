@@ -14,6 +14,17 @@
 // <name>_layer_forward returns for a one-step input (1, B, I), in the
 // compute type. No projection: torch.nn's cells have none.
 //
+//   fusedrnn::<name>_cell_step_inference(the same arguments)
+//     -> h (B, H) for cells without a cell state, (h, c) for those with one
+//
+// The same step where no gradient will be taken (the cells under no_grad,
+// or with nothing that requires grad): the same h and c, without saved
+// and cells. Returning fewer tensors is what it is for: at batch 1 each
+// tensor that reaches Python is a visible part of a step's cost. Not
+// differentiable: its autograd kernel (below) refuses inputs that require
+// grad while grad mode is on, and otherwise goes straight to the kernel,
+// so that callers need no guard of their own.
+//
 //   fusedrnn::<name>_cell_step_backward(grad_h (B, H), grad_c (B, H) (both
 //       optional: missing is zero; grad_c only with a cell state), input,
 //       h0, c0, w_ih, w_hh as above, h (B, H), saved (1, B, S*H), cells
@@ -32,9 +43,13 @@
 //
 // Only the CPU has kernels; on other devices the cells run the layer op
 // with one step.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include <string>
+#include <string_view>
 
 #include "cell_list.h"
 
@@ -47,6 +62,14 @@ std::string cell_step_schema(const std::string& name) {
          "Tensor saved, Tensor cells)";
 }
 
+std::string cell_step_inference_schema(const std::string& name,
+                                      bool has_cell_state) {
+  return name +
+         "_cell_step_inference(Tensor input, Tensor h0, Tensor? c0, "
+         "Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh) -> " +
+         (has_cell_state ? "(Tensor h, Tensor c)" : "Tensor h");
+}
+
 std::string cell_step_backward_schema(const std::string& name) {
   return name +
          "_cell_step_backward(Tensor? grad_h, Tensor? grad_c, Tensor input, "
@@ -56,12 +79,46 @@ std::string cell_step_backward_schema(const std::string& name) {
          "Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)";
 }
 
+constexpr std::string_view kInferenceSuffix = "_inference";
+
+// The autograd kernel of the inference ops (boxed: one for every cell).
+void inference_autograd(const c10::OperatorHandle& op,
+                        torch::jit::Stack* stack) {
+  if (c10::GradMode::is_enabled()) {
+    const std::string& name = op.schema().name();
+    const size_t count = op.schema().arguments().size();
+    for (const c10::IValue& argument : torch::jit::last(*stack, count)) {
+      TORCH_CHECK(!argument.isTensor() || !argument.toTensor().requires_grad(),
+                  "fusedrnn: ", name,
+                  " has no backward: call it under torch.no_grad() or on "
+                  "inputs that do not require grad (",
+                  name.substr(0, name.size() - kInferenceSuffix.size()),
+                  " is the same step with one)");
+    }
+  }
+  // The same exclusion torch.no_grad's callers get from
+  // torch._C._AutoDispatchBelowADInplaceOrView: on to the backend kernel.
+  c10::impl::ExcludeDispatchKeyGuard below_autograd(
+      c10::autograd_dispatch_keyset_with_ADInplaceOrView);
+  op.callBoxed(stack);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(fusedrnn, m) {
-#define FUSEDRNN_DEFINE_CELL_STEP(name, Cell, ...) \
-  m.def(cell_step_schema(#name).c_str());              \
+#define FUSEDRNN_DEFINE_CELL_STEP(name, Cell, ...)                   \
+  m.def(cell_step_schema(#name).c_str());                            \
+  m.def(cell_step_inference_schema(#name, fusedrnn::Cell::kHasCellState) \
+            .c_str());                                               \
   m.def(cell_step_backward_schema(#name).c_str());
   FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_DEFINE_CELL_STEP)
 #undef FUSEDRNN_DEFINE_CELL_STEP
+}
+
+TORCH_LIBRARY_IMPL(fusedrnn, Autograd, m) {
+#define FUSEDRNN_INFERENCE_AUTOGRAD(name, Cell, ...) \
+  m.impl(#name "_cell_step_inference",              \
+         torch::CppFunction::makeFromBoxedFunction<&inference_autograd>());
+  FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_INFERENCE_AUTOGRAD)
+#undef FUSEDRNN_INFERENCE_AUTOGRAD
 }

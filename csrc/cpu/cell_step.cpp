@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <tuple>
+#include <type_traits>
 
 #include "../core/cell_list.h"
 #include "../core/dispatch.h"
@@ -78,18 +79,19 @@ bool runs_cell_step(int64_t batch, const Tensor& w_ih, const Tensor& w_hh) {
 
 namespace {
 
-using CellStepResult = std::tuple<Tensor, Tensor, Tensor, Tensor>;
-
+// h, c, saved and cells of one step, as cell_step_into returns them (the
+// layer function's, which always keeps saved and cells, for large batches).
 template <class Cell>
-CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,
-                            const OptionalTensor& c0, const Tensor& w_ih,
-                            const Tensor& w_hh, const OptionalTensor& b_ih,
-                            const OptionalTensor& b_hh) {
-  constexpr int64_t G = Cell::kGates;
+std::tuple<Tensor, Tensor, Tensor, Tensor> checked_step(
+    const Tensor& input, const Tensor& h0, const OptionalTensor& c0,
+    const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& b_ih,
+    const OptionalTensor& b_hh, bool keep_for_backward) {
+  using Result = std::tuple<Tensor, Tensor, Tensor, Tensor>;
   return dispatch_storage_type<FusedStepExecutor>(
-      input, [&]<typename T>() -> CellStepResult {
-        const int64_t H = check_cell_step_inputs(
-            input, h0, c0, w_ih, w_hh, b_ih, b_hh, G, Cell::kHasCellState);
+      input, [&]<typename T>() -> Result {
+        const int64_t H =
+            check_cell_step_inputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                   Cell::kGates, Cell::kHasCellState);
         const int64_t B = input.size(0);
         if (!runs_cell_step(B, w_ih, w_hh)) {
           const Tensor steps = input.unsqueeze(0);
@@ -101,16 +103,46 @@ CellStepResult cell_step_op(const Tensor& input, const Tensor& h0,
         }
         Tensor h = at::empty({B, H}, input.options());
         auto [c, saved, cells] = cell_step_into<Cell, T>(
-            input, h0, c0, w_ih, w_hh, b_ih, b_hh, h);
+            input, h0, c0, w_ih, w_hh, b_ih, b_hh, h, keep_for_backward);
         return {h, c, saved, cells};
       });
+}
+
+template <class Cell>
+std::tuple<Tensor, Tensor, Tensor, Tensor> cell_step_op(
+    const Tensor& input, const Tensor& h0, const OptionalTensor& c0,
+    const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& b_ih,
+    const OptionalTensor& b_hh) {
+  return checked_step<Cell>(input, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                            /*keep_for_backward=*/true);
+}
+
+// The inference op returns h, and c for cells with a cell state.
+template <class Cell>
+using InferenceResult =
+    std::conditional_t<Cell::kHasCellState, std::tuple<Tensor, Tensor>, Tensor>;
+
+template <class Cell>
+InferenceResult<Cell> cell_step_inference_op(
+    const Tensor& input, const Tensor& h0, const OptionalTensor& c0,
+    const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& b_ih,
+    const OptionalTensor& b_hh) {
+  auto [h, c, saved, cells] =
+      checked_step<Cell>(input, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                         /*keep_for_backward=*/false);
+  if constexpr (Cell::kHasCellState) {
+    return {h, c};
+  } else {
+    return h;
+  }
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
-#define FUSEDRNN_REGISTER_CELL_STEP(name, Cell, ...) \
-  m.impl(#name "_cell_step", &cell_step_op<Cell>);
+#define FUSEDRNN_REGISTER_CELL_STEP(name, Cell, ...)                   \
+  m.impl(#name "_cell_step", &cell_step_op<Cell>);                  \
+  m.impl(#name "_cell_step_inference", &cell_step_inference_op<Cell>);
   FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_REGISTER_CELL_STEP)
 #undef FUSEDRNN_REGISTER_CELL_STEP
 }

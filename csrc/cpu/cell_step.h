@@ -102,6 +102,8 @@ struct CellStepArgs : CellStepInputs<T> {
   const T* b_hh;     // (G*H), or null without bias
   T* h;              // (B, H) out
   T* c;              // (B, H) out, cells with a cell state
+  // What the backward reads; both null where no backward will run (the
+  // inference op): the step then writes only h and c.
   Acc* saved;        // (B, S*H) out
   Acc* cells;        // (B, H) out, cells with a cell state
 };
@@ -130,7 +132,8 @@ FUSEDRNN_MULTIVERSION void cell_step_block(
     T* __restrict h_out = a.h + b * H + j0;
     T* __restrict c_out = Cell::kHasCellState ? a.c + b * H + j0 : nullptr;
     Acc* __restrict cells_out =
-        Cell::kHasCellState ? a.cells + b * H + j0 : nullptr;
+        Cell::kHasCellState && a.cells != nullptr ? a.cells + b * H + j0
+                                                  : nullptr;
     for (int64_t u = 0; u < n; ++u) {
       Acc h_new = Acc(0), c_new = Acc(0);
       Cell::forward(px + u, ph + u, bias_h + u, U,
@@ -140,9 +143,10 @@ FUSEDRNN_MULTIVERSION void cell_step_block(
       h_out[u] = T(h_new);
       if constexpr (Cell::kHasCellState) {
         c_out[u] = T(c_new);
-        cells_out[u] = c_new;
+        if (cells_out != nullptr) cells_out[u] = c_new;
       }
     }
+    if (a.saved == nullptr) continue;
     Acc* __restrict saved_row = a.saved + b * S * H + j0;
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t u = 0; u < n; ++u) saved_row[s * H + u] = saved[s * U + u];
@@ -202,30 +206,39 @@ void cell_step(const CellStepArgs<T>& a) {
 // b_hh as the cell ops take them. Writes h into `h` (B, H), contiguous, in
 // the input's dtype; returns c (B, H) or empty, and saved (1, B, S*H) and
 // cells (1, B, H) or empty in the compute type, as the layer op returns
-// them for a one-step input.
+// them for a one-step input. Without keep_for_backward, saved and cells are
+// not written, and they and an empty c are undefined tensors: at batch 1
+// each tensor an op returns to Python costs about as much as reading a
+// quarter of a small cell's weights.
 template <class Cell, typename T>
 std::tuple<Tensor, Tensor, Tensor> cell_step_into(
     const Tensor& input, const Tensor& h0, const OptionalTensor& c0,
     const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& b_ih,
-    const OptionalTensor& b_hh, const Tensor& h) {
+    const OptionalTensor& b_hh, const Tensor& h, bool keep_for_backward) {
   using Acc = compute_t<T>;
   constexpr int64_t S = Cell::kSaved;
   const int64_t B = input.size(0), H = h.size(1);
   const auto options = input.options();
   const auto acc_options = compute_options(input);
-  Tensor c = Cell::kHasCellState ? at::empty({B, H}, options)
-                                 : at::empty({0}, options);
-  Tensor saved = at::empty({1, B, S * H}, acc_options);
-  Tensor cells = Cell::kHasCellState ? at::empty({1, B, H}, acc_options)
-                                     : at::empty({0}, acc_options);
+  Tensor c, saved, cells;
+  if (Cell::kHasCellState) {
+    c = at::empty({B, H}, options);
+  } else if (keep_for_backward) {
+    c = at::empty({0}, options);
+  }
+  if (keep_for_backward) {
+    saved = at::empty({1, B, S * H}, acc_options);
+    cells = Cell::kHasCellState ? at::empty({1, B, H}, acc_options)
+                                : at::empty({0}, acc_options);
+  }
   const ContiguousStep step(input, h0, c0, w_ih, w_hh);
   const Tensor b_ih_c = b_ih ? b_ih->contiguous() : Tensor();
   const Tensor b_hh_c = b_hh ? b_hh->contiguous() : Tensor();
   cell_step<Cell, T>(CellStepArgs<T>{
       step.inputs<T>(), data_or_null<T>(b_ih_c), data_or_null<T>(b_hh_c),
-      h.data_ptr<T>(),
-      Cell::kHasCellState ? c.data_ptr<T>() : nullptr, saved.data_ptr<Acc>(),
-      Cell::kHasCellState ? cells.data_ptr<Acc>() : nullptr});
+      h.data_ptr<T>(), Cell::kHasCellState ? c.data_ptr<T>() : nullptr,
+      data_or_null<Acc>(saved),
+      Cell::kHasCellState ? data_or_null<Acc>(cells) : nullptr});
   return {c, saved, cells};
 }
 

@@ -94,7 +94,8 @@ class FusedStepExecutor {
     const at::Tensor& h0 = in.h0;
     out.h_n = pooled_empty(h0.sizes(), in.input.options());
     std::tie(out.c_n, out.saved, out.cells) = cell_step_into<Cell, T>(
-        x, h0, in.c0, in.w_ih, in.w_hh, in.b_ih, in.b_hh, out.h_n);
+        x, h0, in.c0, in.w_ih, in.w_hh, in.b_ih, in.b_hh, out.h_n,
+        /*keep_for_backward=*/true);
     // The output is its own tensor: an op's outputs do not alias.
     out.output = pooled_empty({1, h0.size(0), h0.size(1)}, in.input.options());
     std::copy_n(out.h_n.data_ptr<T>(), out.h_n.numel(), out.output.data_ptr<T>());
