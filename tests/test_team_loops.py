@@ -1,10 +1,13 @@
-"""The CPU's team loops (csrc/cpu/team_loops.h): at a batch of at most four
+"""The CPU's team loops (csrc/cpu/team_loops.h): at a batch of at most 32
 rows a plain layer runs its whole forward and backward time loop in one
 parallel region, each thread owning the same hidden units throughout.
 
 Sizes are chosen so that the team has two workers at two threads (a step's
 multiply-adds over 2 * 65536) with a unit count that splits unevenly over
-blocks of 16, and one worker at the smallest size. The float32 and bfloat16
+blocks of 16, and one worker at the smallest size; WIDE_SIZES have batches
+above four rows, whose packed forward splits a step's grid of rows and
+64-unit slices inside a slice (grid_shares.h) and whose in-place sums take
+the rows four at a time (5 rows, 3 steps). The float32 and bfloat16
 loops read W_hh in place for a few rows in all and packed for the tile
 kernels from 16 rows on (matmul/packed_multiply.h: kMinRowsToPack), so
 those tests run both: STEPS gives each batch fewer and more rows than that."""
@@ -18,6 +21,8 @@ from helpers import twin_modules
 # mode, batch, hidden: two workers at two threads, then one.
 SIZES = [("LSTM", 1, 200), ("GRU", 2, 200), ("RNN_TANH", 4, 200),
          ("RNN_RELU", 4, 200), ("LSTM", 3, 17)]
+
+WIDE_SIZES = [("LSTM", 20, 200), ("GRU", 13, 70), ("RNN_TANH", 5, 200)]
 
 # Time steps: below and above 16 rows in all at every batch of SIZES.
 STEPS = [3, 17]
@@ -62,12 +67,12 @@ def _inputs(module, T, B, I, dtype, packed):
     if packed:
         # Unsorted lengths: the reverse direction's sequences start at
         # different steps, some rows from the initial state mid-loop.
-        lengths = torch.tensor([T, 2, T - 1, 1][:B])
+        lengths = torch.tensor([[T, 2, T - 1, 1][b % 4] for b in range(B)])
         x = pack_padded_sequence(x, lengths, enforce_sorted=False)
     return x, tuple(hx) if module.mode == "LSTM" else hx[0]
 
 
-@pytest.mark.parametrize("mode,B,H", SIZES)
+@pytest.mark.parametrize("mode,B,H", SIZES + WIDE_SIZES)
 @pytest.mark.parametrize("packed", [False, True])
 def test_team_loops_match_torch_nn(two_threads, mode, B, H, packed):
     theirs, ours = twin_modules(mode, 24, H, num_layers=2, bidirectional=True)
@@ -78,7 +83,7 @@ def test_team_loops_match_torch_nn(two_threads, mode, B, H, packed):
         torch.testing.assert_close(a, e, atol=1e-10, rtol=1e-9)
 
 
-@pytest.mark.parametrize("mode,B,H", SIZES[:3])
+@pytest.mark.parametrize("mode,B,H", SIZES[:3] + WIDE_SIZES)
 @pytest.mark.parametrize("T", STEPS)
 def test_team_loops_float32(two_threads, mode, B, H, T):
     theirs, ours = twin_modules(mode, 24, H, dtype=torch.float32)
@@ -101,7 +106,7 @@ def test_team_loops_bfloat16_match_the_reference(two_threads, mode, B, H, T):
         torch.testing.assert_close(a.float(), e.float(), atol=0.1, rtol=0.05)
 
 
-@pytest.mark.parametrize("mode,B,H", SIZES[:3])
+@pytest.mark.parametrize("mode,B,H", SIZES[:3] + WIDE_SIZES)
 @pytest.mark.parametrize("T", STEPS)
 def test_team_loops_give_the_same_bits_at_any_thread_count(mode, B, H, T):
     """Each value of the loops is summed by one worker in the order of its

@@ -2,16 +2,18 @@
 // in one parallel region (team.h) instead of one or two per step.
 //
 // A step of a few rows reads all of W_hh for little arithmetic, so its
-// cost is streaming W_hh and starting the step. Here each worker owns the
-// same hidden units for the whole loop and keeps their rows of W_hh in
-// its L2:
-//   forward, per step: the recurrent sums of its units, then the cell's
+// cost is streaming W_hh and starting the step; at a few dozen rows
+// starting a parallel region per step is still a visible share. Here each
+// worker owns the same hidden units (and, packed, rows) for the whole loop
+// and keeps their rows of W_hh in its L2:
+//   forward, per step: the recurrent sums of its share, then the cell's
 //     math on them (forward_units); then the workers meet, since the next
 //     step reads every unit of h. The sums come from W_hh packed for the
 //     tile kernels where the loop has enough rows to repay the copy (a
 //     single stream per worker, which reads from L2 about twice as fast as
-//     dot products of W's rows), else from W_hh's rows read in place and
-//     dotted with the previous h (matmul/row_dots.h).
+//     dot products of W's rows; the shares are equal pieces of the step's
+//     grid of rows and unit slices, grid_shares.h), else from W_hh's rows
+//     read in place and dotted with the previous h (matmul/row_dots.h).
 //   backward, per step: the gate gradients of its units (backward_rows);
 //     the workers meet, since each h unit's gradient sums over every gate
 //     gradient; then the gradient at the previous h of its units, from
@@ -33,6 +35,7 @@
 #include "../core/layer_buffers.h"
 #include "cell_loops.h"
 #include "matmul.h"
+#include "matmul/grid_shares.h"
 #include "matmul/packed_multiply.h"  // kMinTaskWork
 #include "matmul/row_dots.h"
 #include "team.h"
@@ -42,9 +45,10 @@ namespace fusedrnn::cpu {
 // Units a worker takes at a time: one float vector of the cell math.
 constexpr int64_t kTeamUnitBlock = 16;
 
-// Rows a step may have for the team loops: one pass of the row dot
-// products over W_hh serves them all.
-constexpr int64_t kTeamMaxRows = kMaxDotVectors;
+// Rows a step may have for the team loops: batch-1 streams up to the
+// small models (word-language model B=20, medium B=16). Larger batches
+// keep a parallel region per step, whose start is lost in the multiply.
+constexpr int64_t kTeamMaxRows = 32;
 
 // Which hidden units each worker of a team owns: blocks of `block` units,
 // spread evenly.
@@ -75,27 +79,35 @@ inline int64_t team_size(int64_t rows, int64_t gates, int64_t hidden) {
 }
 
 // recurrent[b, g*H + j] = W_hh[g*H + j] . h_prev[b] for the step's rows b
-// and units j in [j0, j1) (slices [s0, s1) of `w_hh` where it is packed),
-// every gate g. `w_hh` is op(W_hh) = W_hh^T in G blocks.
+// in [b0, b1) and units j in [j0, j1) (slices [s0, s1) of `w_hh` where it
+// is packed), every gate g. `w_hh` is op(W_hh) = W_hh^T in G blocks.
 template <typename T>
 void recurrent_sums(const StepRows<T>& rows, const RightOperand<T>& w_hh,
-                    int64_t G, int64_t H, int64_t j0, int64_t j1, int64_t s0,
-                    int64_t s1, compute_t<T>* recurrent) {
-  auto sums = [&](int64_t b0, int64_t count, const T* h) {
-    if (count == 0) return;
-    compute_t<T>* out = recurrent + b0 * G * H;
+                    int64_t G, int64_t H, int64_t b0, int64_t b1, int64_t j0,
+                    int64_t j1, int64_t s0, int64_t s1,
+                    compute_t<T>* recurrent) {
+  // Rows [first, end), whose previous h rows start at h.
+  auto sums = [&](int64_t first, int64_t end, const T* h) {
+    if (first >= end) return;
+    compute_t<T>* out = recurrent + first * G * H;
     if (w_hh.packed()) {
-      multiply_units(count, h, H, w_hh, s0, s1, compute_t<T>(0), out, G * H);
+      multiply_units(end - first, h, H, w_hh, s0, s1, compute_t<T>(0), out,
+                     G * H);
       return;
     }
-    for (int64_t g = 0; g < G; ++g) {
-      row_dots(j1 - j0, count, w_hh.source() + (g * H + j0) * H, H, h, H, H,
-               out + g * H + j0, G * H);
+    for (int64_t b = 0; b < end - first; b += kMaxDotVectors) {
+      const int64_t vectors = std::min(kMaxDotVectors, end - first - b);
+      for (int64_t g = 0; g < G; ++g) {
+        row_dots(j1 - j0, vectors, w_hh.source() + (g * H + j0) * H, H,
+                 h + b * H, H, H, out + b * G * H + g * H + j0, G * H);
+      }
     }
   };
-  sums(0, rows.continuing, rows.h_previous_step);
-  sums(rows.continuing, rows.live - rows.continuing,
-       rows.h0 + rows.continuing * H);
+  // Rows below `continuing` go on from the previous step, the others start
+  // from h0.
+  const int64_t split = std::clamp(rows.continuing, b0, b1);
+  sums(b0, split, rows.h_previous_step + b0 * H);
+  sums(split, b1, rows.h0 + split * H);
 }
 
 // `w_hh` is op(W_hh) = W_hh^T (H -> G*H) in G blocks, prepared for the
@@ -106,24 +118,38 @@ void team_forward(const SequenceLayout& layout, int64_t H,
   static_assert(!Cell::kNormalized);
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
   const int64_t workers = team_size(layout.batch(), G, H);
-  // Packed, a worker's units are whole slices of the multiply's columns.
-  const UnitShare share(H, workers,
-                        w_hh.packed() ? kUnitSlice : kTeamUnitBlock);
+  // Read in place, a worker's units are blocks of kTeamUnitBlock.
+  const UnitShare share(H, workers, kTeamUnitBlock);
   run_team(workers, [&](int64_t w0, int64_t w1, TeamBarrier& barrier) {
     for (int64_t s = 0; s < layout.steps(); ++s) {
       const int64_t row0 = layout.offset(layout.step(s));
       const StepRows<T> rows =
           step_rows(layout, s, H, H, buf.output, buf.h0, buf.cells, buf.c0);
-      for (int64_t w = w0; w < w1; ++w) {
-        const int64_t j0 = share.begin(w), j1 = share.end(w);
-        if (j0 == j1) continue;
-        recurrent_sums(rows, w_hh, G, H, j0, j1, share.first_block(w),
-                       share.first_block(w + 1), buf.recurrent);
+      // Rows [b0, b1) of units [j0, j1): their sums, then the cell's math.
+      auto run = [&](int64_t b0, int64_t b1, int64_t j0, int64_t j1,
+                     int64_t s0, int64_t s1) {
+        recurrent_sums(rows, w_hh, G, H, b0, b1, j0, j1, s0, s1,
+                       buf.recurrent);
         forward_units<Cell>(
-            0, rows.live, j0, j1, H, H, rows, buf.gates + row0 * G * H,
+            b0, b1, j0, j1, H, H, rows, buf.gates + row0 * G * H,
             buf.saved + row0 * S * H, buf.recurrent, buf.bias_h,
             buf.cells != nullptr ? buf.cells + row0 * H : nullptr,
             buf.output + row0 * H);
+      };
+      // Packed, the workers take equal shares of the step's grid of rows
+      // and unit slices (grid_shares.h), as the executor's steps do: whole
+      // slices alone would split H=200 into 128 and 72 units.
+      const PanelGrid grid(rows.live, H, kUnitSlice);
+      for (int64_t w = w0; w < w1; ++w) {
+        if (w_hh.packed()) {
+          grid.for_each_piece(w, workers, [&](int64_t b0, int64_t b1,
+                                              int64_t s0, int64_t s1) {
+            run(b0, b1, s0 * kUnitSlice, std::min(H, s1 * kUnitSlice), s0,
+                s1);
+          });
+        } else if (share.begin(w) < share.end(w)) {
+          run(0, rows.live, share.begin(w), share.end(w), 0, 0);
+        }
       }
       // (The region's end waits for the last step.)
       if (s + 1 < layout.steps()) barrier.arrive_and_wait(w1 - w0);
