@@ -75,14 +75,17 @@ def _float64_twin(module):
     return twin
 
 
+@pytest.mark.parametrize("B", [75, 20], ids=["per_step", "team"])
 @pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
 @pytest.mark.parametrize("mode", list(CELLS))
-def test_modules_match_float64(mode, packed):
+def test_modules_match_float64(mode, packed, B):
     torch.manual_seed(0)
     # Odd sizes: I = 37 is an odd depth (the last k pairs with zero), 4H = 172
     # and 3H = 129 leave narrow panels, T*B = 7*75 = 525 rows span two depth
-    # blocks of the weight gradients and end odd.
-    T, B, I, H = 7, 75, 37, 43
+    # blocks of the weight gradients and end odd. At B = 20 the time loops
+    # run as a team (cpu/team_loops.h, at most 32 rows), at 75 a parallel
+    # region per step.
+    T, I, H = 7, 37, 43
     theirs, ours = twin_modules(mode, I, H, num_layers=2, bidirectional=True,
                                 dtype=torch.bfloat16)
     x = _input(T, B, I, packed)
