@@ -106,10 +106,10 @@ void inference_autograd(const c10::OperatorHandle& op,
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(fusedrnn, m) {
-#define FUSEDRNN_DEFINE_CELL_STEP(name, Cell, ...)                   \
-  m.def(cell_step_schema(#name).c_str());                            \
-  m.def(cell_step_inference_schema(#name, fusedrnn::Cell::kHasCellState) \
-            .c_str());                                               \
+#define FUSEDRNN_DEFINE_CELL_STEP(name, Cell, ...)                         \
+  m.def(cell_step_schema(#name).c_str());                                  \
+  m.def(cell_step_inference_schema(#name, fusedrnn::Cell::kHasCellState)   \
+            .c_str());                                                     \
   m.def(cell_step_backward_schema(#name).c_str());
   FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_DEFINE_CELL_STEP)
 #undef FUSEDRNN_DEFINE_CELL_STEP

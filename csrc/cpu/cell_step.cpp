@@ -140,8 +140,8 @@ InferenceResult<Cell> cell_step_inference_op(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
-#define FUSEDRNN_REGISTER_CELL_STEP(name, Cell, ...)                   \
-  m.impl(#name "_cell_step", &cell_step_op<Cell>);                  \
+#define FUSEDRNN_REGISTER_CELL_STEP(name, Cell, ...) \
+  m.impl(#name "_cell_step", &cell_step_op<Cell>);   \
   m.impl(#name "_cell_step_inference", &cell_step_inference_op<Cell>);
   FUSEDRNN_FOR_EACH_PLAIN_CELL(FUSEDRNN_REGISTER_CELL_STEP)
 #undef FUSEDRNN_REGISTER_CELL_STEP

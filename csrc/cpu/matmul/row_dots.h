@@ -12,9 +12,9 @@
 //
 // On a CPU with AVX-512 the sums run in vector registers
 // (row_dots_avx512.cpp: AVX-512F for every type, bfloat16 widened to
-// float as it is loaded); elsewhere in plain loops (row_dots.cpp). The order of the additions differs from a GEMM's,
-// as any two GEMMs' do; NaN and infinity propagate as in any sum of
-// products (inf * 0 is NaN).
+// float as it is loaded); elsewhere in plain loops (row_dots.cpp). The
+// order of the additions differs from a GEMM's, as any two GEMMs' do; NaN
+// and infinity propagate as in any sum of products (inf * 0 is NaN).
 #pragma once
 
 #include <ATen/OpMathType.h>
